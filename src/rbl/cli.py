@@ -1,0 +1,307 @@
+"""The `rbl` command: one subcommand per pipeline stage, reading files and writing files.
+
+Every stage runs without Snakemake; the workflow's rules call these. Outputs are written
+atomically. Bad input ends with `error: <file/row/key>: <what to do>` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rbl import __version__
+from rbl.atomic import atomic_path, write_text
+from rbl.errors import InputError
+
+log = logging.getLogger("rbl")
+
+
+def _write_csv(frame: pd.DataFrame, path: str) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _read_table(path: str) -> pd.DataFrame:
+    from rbl.data import read_csv
+
+    return read_csv(path)
+
+
+def _labels(manifest_path: str, taxonomy_path: str) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    from rbl.data import level_codes, load_taxonomy
+
+    taxonomy = load_taxonomy(taxonomy_path)
+    manifest = _read_table(manifest_path)
+    return manifest, level_codes(manifest, taxonomy), list(taxonomy.levels)
+
+
+def _split_of(manifest: pd.DataFrame, splits_path: str) -> np.ndarray:
+    splits = _read_table(splits_path)
+    if list(splits["file"]) != list(manifest["file"]):
+        raise InputError(f"{splits_path}: rows do not match the manifest; rerun the split stage")
+    return splits["split"].to_numpy()
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from rbl.demo import generate
+
+    generate(Path(args.out), clips_per_class=args.clips_per_class, seed=args.seed)
+    log.info("demo dataset written to %s", args.out)
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from rbl.data import build_manifest, hash_files, load_taxonomy, unlisted_audio
+
+    taxonomy = load_taxonomy(args.taxonomy)
+    root = Path(args.audio_root)
+    if not root.is_dir():
+        raise InputError(f"audio root {root}: not a folder; set dataset.audio_root in the config")
+    manifest = build_manifest(_read_table(args.annotations), taxonomy, root, source=args.annotations)
+    manifest.insert(2, "sha256", hash_files(list(manifest["path"]), progress=not args.quiet))
+    unlisted = unlisted_audio(root, set(manifest["file"]))
+    if unlisted:
+        log.warning("%d audio file(s) under %s are not in %s and are not used, e.g. %s",
+                    len(unlisted), root, args.annotations, ", ".join(unlisted[:3]))
+    incomplete = int((manifest[taxonomy.levels[-1]] == "").sum())
+    log.info("manifest: %d clips, %d with incomplete labels, %d levels (%s)",
+             len(manifest), incomplete, taxonomy.depth, ", ".join(taxonomy.levels))
+    _write_csv(taxonomy.to_frame(), args.out_taxonomy)
+    _write_csv(manifest, args.out_manifest)
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    from rbl.data import load_taxonomy
+    from rbl.split import make_splits
+
+    taxonomy = load_taxonomy(args.taxonomy)
+    fractions = {}
+    for item in args.fractions.split(","):
+        name, _, value = item.partition("=")
+        fractions[name.strip()] = float(value)
+    splits = make_splits(_read_table(args.manifest), list(taxonomy.levels), args.unseen_per_parent,
+                         fractions, args.seed)
+    log.info("splits: %s", splits["split"].value_counts().to_dict())
+    _write_csv(splits, args.out)
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    from rbl.features import ExtractSettings, extract
+    from rbl.train import resolve_device
+
+    manifest = _read_table(args.manifest)
+    settings = ExtractSettings(extractor=args.extractor, weights_dir=args.weights_dir,
+                               download=args.download, final_relu=args.final_relu,
+                               batch_clips=args.batch_clips, workers=args.workers,
+                               device=str(resolve_device(args.device)))
+    feats, info = extract(list(manifest["path"]), list(manifest["sha256"]), settings,
+                          Path(args.cache_dir), progress=not args.quiet)
+    with atomic_path(args.out) as tmp:
+        np.save(tmp, feats)
+    write_text(args.info, json.dumps(info, indent=2))
+
+
+def cmd_normalise(args: argparse.Namespace) -> None:
+    from rbl import normalise
+
+    feats = np.load(args.features, allow_pickle=False)
+    manifest = _read_table(args.manifest)
+    split = _split_of(manifest, args.splits)
+    train = split == "train"
+    mean, std = normalise.fit(feats[train])
+    with atomic_path(args.out) as tmp:
+        np.savez(tmp, x=normalise.apply(feats, mean, std), mean=mean, std=std)
+    log.info("normalised %d clips with statistics of %d training clips", len(feats), int(train.sum()))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from rbl.train import TrainSettings, fit, resolve_device
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)}
+    settings = TrainSettings(**{**values, "hidden": tuple(values["hidden"])})
+    manifest, labels, _ = _labels(args.manifest, args.taxonomy)
+    split = _split_of(manifest, args.splits)
+    x = np.load(args.features, allow_pickle=False)["x"]
+    device = resolve_device(args.device)
+    log.info("training %s on %s, seed %d", settings, device, args.seed)
+    train, val = split == "train", split == "val"
+    checkpoint, history = fit(x[train], labels[train], x[val], labels[val], settings, args.seed, device,
+                              progress=not args.quiet)
+    checkpoint["settings"] = dataclasses.asdict(settings)
+    checkpoint["device"] = str(device)
+    log.info("best epoch %d, validation mean silhouette %.4f", checkpoint["epoch"], checkpoint["val_silhouette"])
+    _write_csv(history, args.history)
+    with atomic_path(args.out) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from rbl.train import load_model, resolve_device
+
+    x = np.load(args.features, allow_pickle=False)["x"]
+    if args.checkpoint:
+        device = resolve_device(args.device)
+        checkpoint = torch.load(args.checkpoint, map_location=device, weights_only=True)
+        model = load_model(checkpoint, device)
+        with torch.no_grad():
+            emb = model(torch.as_tensor(x, device=device)).cpu().numpy()
+    else:
+        emb = x  # InitEmb: the normalised input features themselves.
+    with atomic_path(args.out) as tmp:
+        np.savez(tmp, embeddings=emb.astype(np.float32))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from rbl.metrics import silhouette_per_level
+
+    manifest, labels, levels = _labels(args.manifest, args.taxonomy)
+    split = _split_of(manifest, args.splits)
+    emb = torch.as_tensor(np.load(args.embeddings, allow_pickle=False)["embeddings"])
+    y = torch.as_tensor(labels)
+    info = json.loads(Path(args.features_info).read_text())
+    rows = []
+    for name in ("val", "test_seen", "test_unseen"):
+        mask = torch.as_tensor(split == name)
+        for level, (value, reason) in zip(levels, silhouette_per_level(emb[mask], y[mask])):
+            rows.append({"split": name, "level": level, "metric": "silhouette",
+                         "value": None if np.isnan(value) else value, "n": int(mask.sum()), "reason": reason})
+    result = {"dataset": args.dataset, "experiment": args.experiment, "seed": args.seed,
+              "extractor": info["extractor"], "rbl_version": __version__, "metrics": rows}
+    write_text(args.out, json.dumps(result, indent=2))
+
+
+def cmd_summarise(args: argparse.Namespace) -> None:
+    from rbl.summary import long_table, markdown, summarise
+
+    results = [json.loads(Path(p).read_text()) for p in args.metrics]
+    table = summarise(long_table(results))
+    _write_csv(table, args.out_csv)
+    text = markdown(table, title=args.title)
+    write_text(args.out_md, text)
+    print(text)
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_train_settings(parser: argparse.ArgumentParser) -> None:
+    from rbl.train import TrainSettings
+
+    for field in dataclasses.fields(TrainSettings):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default
+        if isinstance(default, tuple):
+            parser.add_argument(flag, type=int, nargs="*", default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rbl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rbl {__version__}")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="stage")
+
+    p = sub.add_parser("demo", help="generate the synthetic demo dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--clips-per-class", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ingest", help="validate taxonomy and annotations, hash audio, write the manifest")
+    p.add_argument("--taxonomy", required=True)
+    p.add_argument("--annotations", required=True)
+    p.add_argument("--audio-root", required=True)
+    p.add_argument("--out-manifest", required=True)
+    p.add_argument("--out-taxonomy", required=True)
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("split", help="train/val/test_seen/test_unseen, holding out fine classes")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--taxonomy", required=True)
+    p.add_argument("--unseen-per-parent", type=int, required=True)
+    p.add_argument("--fractions", required=True, help="e.g. train=0.6,val=0.2,test_seen=0.2")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("extract", help="clip features (VGGish or log-mel), with the per-clip cache")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--extractor", choices=("auto", "vggish", "logmel"), required=True)
+    p.add_argument("--weights-dir", required=True)
+    p.add_argument("--download", type=_bool, required=True)
+    p.add_argument("--final-relu", type=_bool, required=True)
+    p.add_argument("--batch-clips", type=int, required=True)
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--device", required=True)
+    p.add_argument("--cache-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--info", required=True)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("normalise", help="z-score features with training-split statistics")
+    p.add_argument("--features", required=True)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--splits", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_normalise)
+
+    p = sub.add_parser("train", help="train one embedding model, early-stopped on validation")
+    for name in ("features", "manifest", "taxonomy", "splits", "out", "history"):
+        p.add_argument(f"--{name}", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--device", required=True)
+    _add_train_settings(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("embed", help="embed every clip with a checkpoint (none: InitEmb)")
+    p.add_argument("--features", required=True)
+    p.add_argument("--checkpoint", default="")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("evaluate", help="metrics per taxonomy level and split")
+    for name in ("embeddings", "manifest", "taxonomy", "splits", "features-info", "dataset", "experiment", "out"):
+        p.add_argument(f"--{name}", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("summarise", help="tables over experiments and seeds")
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--title", default="Results")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.set_defaults(func=cmd_summarise)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="rbl %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""VGGish log-mel frontend in torch: the published mel_features / vggish_input algorithm, batched.
+
+Reimplements Google's research/audioset/vggish front end (16 kHz, 25 ms periodic Hann window,
+10 ms hop, 512-point FFT magnitude, 64 HTK mel bands 125-7500 Hz, log(mel + 0.01), 96-frame
+examples) so the VGGish weights see exactly the input they were trained on, on any device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+SAMPLE_RATE = 16000
+WINDOW_SAMPLES = 400  # 25 ms
+HOP_SAMPLES = 160  # 10 ms
+FFT_LENGTH = 512  # next power of two above the window
+N_FFT_BINS = FFT_LENGTH // 2 + 1
+N_MELS = 64
+MEL_LOW_HZ = 125.0
+MEL_HIGH_HZ = 7500.0
+LOG_OFFSET = 0.01
+EXAMPLE_FRAMES = 96
+EXAMPLE_SAMPLES = WINDOW_SAMPLES + (EXAMPLE_FRAMES - 1) * HOP_SAMPLES  # 15600
+EXAMPLE_HOP_SAMPLES = EXAMPLE_FRAMES * HOP_SAMPLES  # 15360
+
+_MEL_BREAK_HZ = 700.0
+_MEL_HIGH_Q = 1127.0
+
+
+def _hertz_to_mel(hertz: Tensor) -> Tensor:
+    """HTK mel scale, as mel_features.hertz_to_mel."""
+    return _MEL_HIGH_Q * torch.log1p(hertz / _MEL_BREAK_HZ)
+
+
+def mel_matrix(device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The (257, 64) matrix mapping magnitude-spectrum rows to mel bands (mel_features.spectrogram_to_mel_matrix).
+
+    Triangles are linear in the mel domain; the DC bin row is zeroed as HTK does. Built in float64 and
+    cast, so every dtype gets the same rounding of the reference.
+    """
+    bins_mel = _hertz_to_mel(torch.linspace(0.0, SAMPLE_RATE / 2, N_FFT_BINS, dtype=torch.float64))
+    lo, hi = _hertz_to_mel(torch.tensor([MEL_LOW_HZ, MEL_HIGH_HZ], dtype=torch.float64))
+    edges = torch.linspace(float(lo), float(hi), N_MELS + 2, dtype=torch.float64)
+    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
+    lower_slope = (bins_mel[:, None] - lower) / (centre - lower)
+    upper_slope = (upper - bins_mel[:, None]) / (upper - centre)
+    weights = torch.clamp(torch.minimum(lower_slope, upper_slope), min=0.0)
+    weights[0, :] = 0.0
+    return weights.to(device=device, dtype=dtype)
+
+
+def periodic_hann(device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The 400-sample periodic Hann window of mel_features.periodic_hann."""
+    n = torch.arange(WINDOW_SAMPLES, dtype=torch.float64)
+    window = 0.5 - 0.5 * torch.cos(2.0 * math.pi / WINDOW_SAMPLES * n)
+    return window.to(device=device, dtype=dtype)
+
+
+def pad_to_example(waveform: Tensor) -> Tensor:
+    """Zero-pad a 1-D clip at the end to at least one example (15600 samples), so no clip is dropped."""
+    if waveform.ndim != 1:
+        raise ValueError(f"expected a 1-D waveform, got shape {tuple(waveform.shape)}")
+    short = EXAMPLE_SAMPLES - waveform.shape[0]
+    return torch.nn.functional.pad(waveform, (0, short)) if short > 0 else waveform
+
+
+class LogMelFrontend(torch.nn.Module):
+    """Waveforms (B, T) at 16 kHz -> log-mel frames (B, 1 + (T - 400) // 160, 64), no centre padding.
+
+    Computes in `dtype` (the buffers' dtype). float32 agrees with the float64 reference to float32
+    rounding of the spectrum (~1e-7 of a frame's peak); float64 reproduces it to ~1e-10.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.register_buffer("window", periodic_hann(dtype=dtype), persistent=False)
+        self.register_buffer("mel", mel_matrix(dtype=dtype), persistent=False)
+
+    def frames_to_logmel(self, frames: Tensor) -> Tensor:
+        """Log-mel of already framed samples (..., 400) -> (..., 64)."""
+        spectrum = torch.fft.rfft(frames * self.window, n=FFT_LENGTH).abs()
+        return torch.log(spectrum @ self.mel + LOG_OFFSET)
+
+    def forward(self, waveforms: Tensor) -> Tensor:
+        if waveforms.ndim != 2 or waveforms.shape[-1] < WINDOW_SAMPLES:
+            raise ValueError(f"expected waveforms (B, T>={WINDOW_SAMPLES}), got shape {tuple(waveforms.shape)}")
+        frames = waveforms.to(self.window.dtype).unfold(-1, WINDOW_SAMPLES, HOP_SAMPLES)
+        return self.frames_to_logmel(frames)
+
+
+def _frontend_like(waveforms: list[Tensor]) -> LogMelFrontend:
+    return LogMelFrontend().to(waveforms[0].device)
+
+
+def clip_examples(waveforms: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """VGGish examples of many clips in one frontend call: (M, 96, 64) and the clip index (M,) of each.
+
+    Clip slices start every 15360 samples (96 hops, the published 0.96 s example hop) and span 15600
+    samples; a clip shorter than that is zero-padded to yield exactly one example.
+    """
+    if not waveforms:
+        return torch.zeros(0, EXAMPLE_FRAMES, N_MELS), torch.zeros(0, dtype=torch.long)
+    padded = [pad_to_example(w) for w in waveforms]
+    slices = [w.unfold(0, EXAMPLE_SAMPLES, EXAMPLE_HOP_SAMPLES) for w in padded]
+    counts = torch.tensor([s.shape[0] for s in slices], device=waveforms[0].device)
+    clip_index = torch.repeat_interleave(torch.arange(len(slices), device=counts.device), counts)
+    examples = _frontend_like(waveforms)(torch.cat(slices))
+    return examples, clip_index
+
+
+def clip_logmel_stats(waveforms: list[Tensor]) -> Tensor:
+    """Weightless clip features (B, 128): per clip, mean then population std of all its log-mel frames.
+
+    Clips shorter than one example are zero-padded to 15600 samples as in `clip_examples`. All frames of
+    all clips go through one frontend call; per-clip sums use index_add.
+    """
+    if not waveforms:
+        return torch.zeros(0, 2 * N_MELS)
+    frontend = _frontend_like(waveforms)
+    frames = [pad_to_example(w).to(frontend.window.dtype).unfold(0, WINDOW_SAMPLES, HOP_SAMPLES) for w in waveforms]
+    counts = torch.tensor([f.shape[0] for f in frames], device=frontend.window.device)
+    clip_index = torch.repeat_interleave(torch.arange(len(frames), device=counts.device), counts)
+    logmel = frontend.frames_to_logmel(torch.cat(frames))
+    n = counts.to(logmel.dtype)[:, None]
+    zeros = logmel.new_zeros(len(frames), N_MELS)
+    mean = zeros.index_add(0, clip_index, logmel) / n
+    var = zeros.index_add(0, clip_index, (logmel - mean[clip_index]) ** 2) / n
+    return torch.cat([mean, var.sqrt()], dim=1)

@@ -1,0 +1,243 @@
+"""Fetch, verify and load the torchvggish v0.1 weight files (the CNN state dict and the PCA params).
+
+Files are checked against the sha256 prefix in their published names (as torch.hub does), loaded
+with weights_only=True so no arbitrary object is ever unpickled, and validated key by key, so a bad
+or partial file fails with a message naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rbl.atomic import atomic_path, write_text
+from rbl.errors import InputError
+from rbl.vggish.model import PCA_SHAPES, Postprocessor, VGGish, VGGishExtractor, official_state_dict_shapes
+
+RELEASE_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1"
+CNN_FILENAME = "vggish-10086976.pth"
+PCA_FILENAME = "vggish_pca_params-970ea276.pth"
+CNN_URL = f"{RELEASE_URL}/{CNN_FILENAME}"
+PCA_URL = f"{RELEASE_URL}/{PCA_FILENAME}"
+CNN_SHA256_PREFIX = "10086976"
+PCA_SHA256_PREFIX = "970ea276"
+
+# (file name, URL, sha256 prefix) of each official file.
+OFFICIAL_FILES: tuple[tuple[str, str, str], ...] = (
+    (CNN_FILENAME, CNN_URL, CNN_SHA256_PREFIX),
+    (PCA_FILENAME, PCA_URL, PCA_SHA256_PREFIX),
+)
+
+_CHUNK = 1 << 20
+
+
+def _where_to_get(folder: Path) -> str:
+    urls = "\n".join(f"  {url}" for _, url, _ in OFFICIAL_FILES)
+    return (
+        f"Download these files elsewhere and put them in {folder}, or set the config key "
+        f"`features.vggish.weights_dir` to a folder that holds them:\n{urls}"
+    )
+
+
+def _fetch(url: str, dest: Path, sha256_prefix: str, timeout: float) -> str:
+    """Stream `url` to `dest` atomically, checking the sha256 prefix; return the full hex digest."""
+    dest = Path(dest)
+    digest = hashlib.sha256()
+    with atomic_path(dest) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                size = response.headers.get("Content-Length") if response.headers else None
+                with tqdm(
+                    total=int(size) if size else None,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    disable=not size or not sys.stderr.isatty(),
+                ) as bar:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise InputError(
+                f"Could not download the VGGish weights from {url} ({reason}). " + _where_to_get(dest.parent)
+            ) from err
+        hexdigest = digest.hexdigest()
+        if not hexdigest.startswith(sha256_prefix):
+            raise InputError(
+                f"The file downloaded from {url} has sha256 {hexdigest}, which does not start with the "
+                f"expected {sha256_prefix}: it is not the published file (corrupt download or changed release). "
+                "Nothing was saved. " + _where_to_get(dest.parent)
+            )
+    return hexdigest
+
+
+def download(url: str, dest: Path, sha256_prefix: str, timeout: float = 30) -> Path:
+    """Download `url` to `dest` (atomic), failing with InputError unless its sha256 starts with the prefix."""
+    _fetch(url, Path(dest), sha256_prefix, timeout)
+    return Path(dest)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _write_marker(path: Path, hexdigest: str) -> None:
+    """Record a verified digest beside the file; a read-only folder just means rehashing next time."""
+    try:
+        write_text(_marker(path), hexdigest + "\n")
+    except OSError:
+        pass
+
+
+def _marker_vouches(path: Path, sha256_prefix: str) -> bool:
+    marker = _marker(path)
+    try:
+        fresh = marker.stat().st_mtime_ns >= path.stat().st_mtime_ns
+        return fresh and marker.read_text(encoding="utf-8").strip().startswith(sha256_prefix)
+    except OSError:
+        return False
+
+
+def _verify(path: Path, url: str, sha256_prefix: str) -> None:
+    """Check a present file's sha256 prefix once; the marker file spares later calls the rehash."""
+    if _marker_vouches(path, sha256_prefix):
+        return
+    hexdigest = _sha256(path)
+    if not hexdigest.startswith(sha256_prefix):
+        raise InputError(
+            f"The VGGish weights file {path} has sha256 {hexdigest}, which does not start with the expected "
+            f"{sha256_prefix}: it is corrupt or not the published file. Delete it and download it again "
+            f"from {url} (or let the pipeline download it)."
+        )
+    _write_marker(path, hexdigest)
+
+
+def find_or_fetch(weights_dir: Path, download: bool, verify: bool = True) -> tuple[Path, Path]:
+    """Paths of the CNN and PCA weight files in `weights_dir`, downloading absent ones if `download`.
+
+    Present files are checked against the sha256 prefix in their official name when `verify` is set
+    (once; a `<name>.sha256` marker newer than the file records the result). `verify=False` accepts
+    present files as they are (for locally generated or converted weights).
+    """
+    weights_dir = Path(weights_dir)
+    paths = [weights_dir / name for name, _, _ in OFFICIAL_FILES]
+    missing = [(p, url, prefix) for p, (_, url, prefix) in zip(paths, OFFICIAL_FILES) if not p.is_file()]
+    if missing and not download:
+        names = ", ".join(p.name for p, _, _ in missing)
+        raise InputError(
+            f"VGGish weights missing from {weights_dir}: {names}. Get them from:\n"
+            + "\n".join(f"  {url}" for _, url, _ in missing)
+            + f"\nand put them in {weights_dir} (or set `features.vggish.weights_dir` to a folder that holds "
+            "them, or set `features.vggish.download: true` where the network allows). The `features.extractor: logmel` extractor needs no weights."
+        )
+    for path, (_, url, prefix) in zip(paths, OFFICIAL_FILES):
+        if not path.is_file():
+            _write_marker(path, _fetch(url, path, prefix, timeout=30))
+        elif verify:
+            _verify(path, url, prefix)
+    return paths[0], paths[1]
+
+
+def _numpy_safe_globals() -> list:
+    """What unpickling a plain numeric numpy array needs (PCA files may hold numpy arrays)."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    dtype_types = {type(np.dtype(code)) for code in "?bhilqBHILQefdg"}
+    return [
+        np.ndarray,
+        np.dtype,
+        *dtype_types,
+        (_reconstruct, "numpy.core.multiarray._reconstruct"),
+        (_reconstruct, "numpy._core.multiarray._reconstruct"),
+    ]
+
+
+def _load(path: Path) -> dict:
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unreadable, truncated, or holding objects weights_only refuses
+        raise InputError(
+            f"Could not load the VGGish weights file {path} ({type(err).__name__}: {str(err).splitlines()[0]}). "
+            "It must be a torch.save'd dict of tensors or numeric arrays; replace it with the published file."
+        ) from err
+    if not isinstance(obj, Mapping):
+        raise InputError(f"The VGGish weights file {path} holds a {type(obj).__name__}, not a dict of tensors.")
+    return dict(obj)
+
+
+def _to_tensor(value: object, path: Path, key: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value).float()
+    except (TypeError, ValueError) as err:
+        raise InputError(f"Key '{key}' of the VGGish weights file {path} is not a numeric array.") from err
+
+
+def _validate(
+    params: Mapping[str, object], expected: Mapping[str, tuple[int, ...]], path: Path
+) -> dict[str, torch.Tensor]:
+    """Tensors of `params` checked against `expected` keys and shapes; every problem in one InputError."""
+    problems = [f"missing key '{k}'" for k in expected if k not in params]
+    problems += [f"unexpected key '{k}'" for k in params if k not in expected]
+    tensors = {k: _to_tensor(v, path, k) for k, v in params.items() if k in expected}
+    problems += [
+        f"key '{k}' has shape {tuple(t.shape)}, expected {expected[k]}"
+        for k, t in tensors.items()
+        if tuple(t.shape) != expected[k]
+    ]
+    if problems:
+        raise InputError(
+            f"The VGGish weights file {path} does not match the torchvggish v0.1 layout: "
+            + "; ".join(problems)
+            + ". Replace it with the published file."
+        )
+    return tensors
+
+
+def load_state_dicts(cnn_path: Path, pca_path: Path) -> tuple[dict, dict]:
+    """Safely load and validate the CNN state dict and the PCA params (float32 tensors, pca_means (128,))."""
+    cnn = _validate(_load(Path(cnn_path)), official_state_dict_shapes(), Path(cnn_path))
+    pca_raw = _load(Path(pca_path))
+    means = pca_raw.get("pca_means")
+    if means is not None and tuple(np.shape(means)) == (PCA_SHAPES["pca_means"][0], 1):
+        pca_raw["pca_means"] = _to_tensor(means, Path(pca_path), "pca_means").reshape(-1)
+    pca = _validate(pca_raw, PCA_SHAPES, Path(pca_path))
+    return cnn, pca
+
+
+def load_extractor(
+    weights_dir: Path,
+    download: bool,
+    final_relu: bool = True,
+    device: torch.device | str = "cpu",
+    verify: bool = True,
+) -> VGGishExtractor:
+    """The VGGish extractor with the published weights, in eval mode on `device`."""
+    cnn_path, pca_path = find_or_fetch(weights_dir, download, verify=verify)
+    cnn, pca = load_state_dicts(cnn_path, pca_path)
+    with torch.device("meta"):  # no throwaway random init of 72M parameters
+        vggish = VGGish(final_relu=final_relu)
+    vggish.load_state_dict(cnn, strict=True, assign=True)
+    extractor = VGGishExtractor(vggish, Postprocessor(pca))
+    return extractor.to(device).eval()

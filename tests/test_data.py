@@ -1,0 +1,68 @@
+import os
+
+import pandas as pd
+import pytest
+
+from rbl.data import build_manifest, read_csv, unlisted_audio
+from rbl.errors import InputError
+from rbl.taxonomy import Taxonomy
+
+TAX = Taxonomy.from_frame(pd.DataFrame({"family": ["A", "A", "B"], "kind": ["a1", "a2", "b1"]}))
+
+
+@pytest.fixture
+def root(tmp_path):
+    audio = tmp_path / "audio"
+    (audio / "sub").mkdir(parents=True)
+    for name in ("x.wav", "y.wav", "sub/z.wav", "stray.wav"):
+        (audio / name).write_bytes(b"RIFF")
+    return audio
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=["file", "label"]).astype(str)
+
+
+def test_manifest_levels_groups_and_incomplete_labels(root):
+    m = build_manifest(frame([["x.wav", "a1"], ["sub/z.wav", "B"]]), TAX, root, "ann.csv")
+    assert m[["family", "kind"]].values.tolist() == [["A", "a1"], ["B", ""]]
+    assert m["group"].tolist() == ["x.wav", "sub/z.wav"]  # no group column: each file its own
+    assert unlisted_audio(root, set(m["file"])) == ["stray.wav", "y.wav"]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([["x.wav", "a1"], ["x.wav", "a2"]], "ann.csv line 3: 'x.wav' is listed again \\(first at line 2\\)"),
+        ([["x.wav", "nope"]], "ann.csv line 2: label 'nope' is not a node"),
+        ([["../escape.wav", "a1"]], "line 2: '../escape.wav' points outside the audio root"),
+        ([["/etc/passwd", "a1"]], "line 2: '/etc/passwd' is an absolute path"),
+        ([["x.wav", "a1"], ["gone.wav", "a2"]], "1 annotated file\\(s\\) not found:\n  ann.csv line 3"),
+    ],
+)
+def test_bad_annotations_name_file_and_row(root, rows, message):
+    with pytest.raises(InputError, match=message):
+        build_manifest(frame(rows), TAX, root, "ann.csv")
+
+
+def test_symlink_out_of_root_is_refused(root, tmp_path):
+    outside = tmp_path / "secret.wav"
+    outside.write_bytes(b"RIFF")
+    os.symlink(outside, root / "link.wav")
+    with pytest.raises(InputError, match="outside the audio root"):
+        build_manifest(frame([["link.wav", "a1"]]), TAX, root, "ann.csv")
+
+
+def test_missing_column(root):
+    with pytest.raises(InputError, match="no 'label' column"):
+        build_manifest(pd.DataFrame({"file": ["x.wav"]}), TAX, root, "ann.csv")
+
+
+def test_csv_with_bom_reads_and_latin1_is_explained(tmp_path):
+    good = tmp_path / "bom.csv"
+    good.write_bytes("\ufefffile,label\nx.wav,a1\n".encode("utf-8"))
+    assert list(read_csv(good).columns) == ["file", "label"]
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes("file,label\ncaf\xe9.wav,a1\n".encode("latin-1"))
+    with pytest.raises(InputError, match="latin.csv: not UTF-8"):
+        read_csv(bad)

@@ -1,0 +1,223 @@
+"""The torch VGGish frontend against a plain numpy port of the published mel_features / vggish_input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rbl.vggish import (
+    EXAMPLE_FRAMES,
+    EXAMPLE_HOP_SAMPLES,
+    EXAMPLE_SAMPLES,
+    N_MELS,
+    SAMPLE_RATE,
+    LogMelFrontend,
+    clip_examples,
+    clip_logmel_stats,
+    mel_matrix,
+)
+
+# ---- reference: tensorflow/models research/audioset/vggish mel_features.py + vggish_input.py, in numpy ----
+
+
+def ref_frame(data: np.ndarray, window_length: int, hop_length: int) -> np.ndarray:
+    num_samples = data.shape[0]
+    num_frames = 1 + int(np.floor((num_samples - window_length) / hop_length))
+    shape = (num_frames, window_length) + data.shape[1:]
+    strides = (data.strides[0] * hop_length,) + data.strides
+    return np.lib.stride_tricks.as_strided(data, shape=shape, strides=strides)
+
+
+def ref_periodic_hann(window_length: int) -> np.ndarray:
+    return 0.5 - (0.5 * np.cos(2 * np.pi / window_length * np.arange(window_length)))
+
+
+def ref_stft_magnitude(signal, fft_length, hop_length=None, window_length=None):
+    frames = ref_frame(signal, window_length, hop_length)
+    window = ref_periodic_hann(window_length)
+    return np.abs(np.fft.rfft(frames * window, int(fft_length)))
+
+
+def ref_hertz_to_mel(frequencies_hertz):
+    return 1127.0 * np.log(1.0 + (frequencies_hertz / 700.0))
+
+
+def ref_spectrogram_to_mel_matrix(
+    num_mel_bins=20, num_spectrogram_bins=129, audio_sample_rate=8000, lower_edge_hertz=125.0, upper_edge_hertz=3800.0
+):
+    nyquist_hertz = audio_sample_rate / 2.0
+    spectrogram_bins_mel = ref_hertz_to_mel(np.linspace(0.0, nyquist_hertz, num_spectrogram_bins))
+    band_edges_mel = np.linspace(
+        ref_hertz_to_mel(lower_edge_hertz), ref_hertz_to_mel(upper_edge_hertz), num_mel_bins + 2
+    )
+    mel_weights_matrix = np.empty((num_spectrogram_bins, num_mel_bins))
+    for i in range(num_mel_bins):
+        lower_edge_mel, center_mel, upper_edge_mel = band_edges_mel[i : i + 3]
+        lower_slope = (spectrogram_bins_mel - lower_edge_mel) / (center_mel - lower_edge_mel)
+        upper_slope = (upper_edge_mel - spectrogram_bins_mel) / (upper_edge_mel - center_mel)
+        mel_weights_matrix[:, i] = np.maximum(0.0, np.minimum(lower_slope, upper_slope))
+    mel_weights_matrix[0, :] = 0.0
+    return mel_weights_matrix
+
+
+def ref_log_mel_spectrogram(
+    data, audio_sample_rate=8000, log_offset=0.0, window_length_secs=0.025, hop_length_secs=0.010, **kwargs
+):
+    window_length_samples = int(round(audio_sample_rate * window_length_secs))
+    hop_length_samples = int(round(audio_sample_rate * hop_length_secs))
+    fft_length = 2 ** int(np.ceil(np.log(window_length_samples) / np.log(2.0)))
+    spectrogram = ref_stft_magnitude(
+        data, fft_length=fft_length, hop_length=hop_length_samples, window_length=window_length_samples
+    )
+    mel_spectrogram = np.dot(
+        spectrogram,
+        ref_spectrogram_to_mel_matrix(
+            num_spectrogram_bins=spectrogram.shape[1], audio_sample_rate=audio_sample_rate, **kwargs
+        ),
+    )
+    return np.log(mel_spectrogram + log_offset)
+
+
+def ref_log_mel(data: np.ndarray) -> np.ndarray:
+    """vggish_input.waveform_to_examples' log-mel step with vggish_params."""
+    return ref_log_mel_spectrogram(
+        data,
+        audio_sample_rate=16000,
+        log_offset=0.01,
+        window_length_secs=0.025,
+        hop_length_secs=0.010,
+        num_mel_bins=64,
+        lower_edge_hertz=125,
+        upper_edge_hertz=7500,
+    )
+
+
+def ref_waveform_to_examples(data: np.ndarray) -> np.ndarray:
+    log_mel = ref_log_mel(data)
+    features_sample_rate = 1.0 / 0.010
+    example_window_length = int(round(0.96 * features_sample_rate))
+    example_hop_length = int(round(0.96 * features_sample_rate))
+    return ref_frame(log_mel, window_length=example_window_length, hop_length=example_hop_length)
+
+
+# ---- signals ----
+
+LENGTHS = [EXAMPLE_SAMPLES, EXAMPLE_SAMPLES + 1, 2 * EXAMPLE_HOP_SAMPLES + EXAMPLE_SAMPLES - 1, 40000]
+
+
+def signal(kind: str, n: int, seed: int = 0) -> np.ndarray:
+    """float32 test audio: uniform noise, or a sinusoid mix with a little noise."""
+    rng = np.random.default_rng(seed + n)
+    t = np.arange(n) / SAMPLE_RATE
+    if kind == "noise":
+        x = rng.uniform(-1.0, 1.0, n)
+    else:
+        x = 0.5 * np.sin(2 * np.pi * 440.0 * t) + 0.3 * np.sin(2 * np.pi * 3001.7 * t) + 1e-3 * rng.standard_normal(n)
+    return x.astype(np.float32)
+
+
+def pure_tone(n: int) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * 440.0 * np.arange(n) / SAMPLE_RATE)).astype(np.float32)
+
+
+def assert_float32_close(ours: np.ndarray, ref: np.ndarray) -> None:
+    """Log-mel from a float32 spectrum vs the float64 reference.
+
+    Strict in the log domain (1e-4) wherever a band holds real energy; in the mel domain the error is
+    bounded by float32 rounding of the frame's spectrum (1e-6 of the frame's largest band), which is
+    what decides near-empty bands (e.g. far from a pure tone, where mel + 0.01 is close to 0.01).
+    """
+    mel_ours, mel_ref = np.exp(ours.astype(np.float64)), np.exp(ref)
+    peak = mel_ref.max(axis=-1, keepdims=True)
+    assert np.all(np.abs(mel_ours - mel_ref) <= 1e-6 * peak + 1e-7)
+    energetic = mel_ref > 1e-3 * peak
+    np.testing.assert_allclose(ours[energetic], ref[energetic], atol=1e-4, rtol=0)
+
+
+# ---- tests ----
+
+
+def test_mel_matrix_matches_reference():
+    ref = ref_spectrogram_to_mel_matrix(64, 257, 16000, 125.0, 7500.0)
+    ours = mel_matrix()
+    assert ours.shape == (257, 64) and ours.dtype == torch.float32
+    np.testing.assert_allclose(ours.numpy(), ref, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(mel_matrix(dtype=torch.float64).numpy(), ref, atol=1e-12, rtol=0)
+    assert torch.all(ours[0] == 0)
+
+
+@pytest.mark.parametrize("kind", ["noise", "tones"])
+@pytest.mark.parametrize("n", LENGTHS + [400, 559, 560])
+def test_logmel_frames_match_reference(kind, n):
+    x = signal(kind, n)
+    ref = ref_log_mel(x.astype(np.float64))
+    ours = LogMelFrontend()(torch.from_numpy(x)[None])[0].numpy()
+    assert ours.shape == ref.shape == (1 + (n - 400) // 160, N_MELS)
+    assert_float32_close(ours, ref)
+    if kind == "noise":  # broadband: every band is energetic, so plain 1e-4 holds everywhere
+        np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+def test_pure_tone_float64_frontend_is_exact_and_float32_within_rounding():
+    x = pure_tone(40000)
+    ref = ref_log_mel(x.astype(np.float64))
+    ours64 = LogMelFrontend(dtype=torch.float64)(torch.from_numpy(x).double()[None])[0].numpy()
+    np.testing.assert_allclose(ours64, ref, atol=1e-9, rtol=0)
+    assert_float32_close(LogMelFrontend()(torch.from_numpy(x)[None])[0].numpy(), ref)
+
+
+def test_batched_frontend_equals_per_row():
+    rows = np.stack([signal("noise", 20000, seed=s) for s in range(3)])
+    batched = LogMelFrontend()(torch.from_numpy(rows))
+    assert batched.shape == (3, 1 + (20000 - 400) // 160, N_MELS)
+    for i, row in enumerate(rows):
+        torch.testing.assert_close(batched[i], LogMelFrontend()(torch.from_numpy(row)[None])[0])
+
+
+def test_frontend_buffers_are_not_persistent():
+    assert LogMelFrontend().state_dict() == {}
+
+
+def expected_count(n: int) -> int:
+    return 1 + (n - EXAMPLE_SAMPLES) // EXAMPLE_HOP_SAMPLES if n >= EXAMPLE_SAMPLES else 1
+
+
+@pytest.mark.parametrize("kind", ["noise", "tones"])
+def test_clip_examples_match_reference_framing(kind):
+    lengths = LENGTHS + [8000]
+    clips = [signal(kind, n) for n in lengths]
+    examples, clip_index = clip_examples([torch.from_numpy(c) for c in clips])
+    counts = [expected_count(n) for n in lengths]
+    assert examples.shape == (sum(counts), EXAMPLE_FRAMES, N_MELS)
+    assert clip_index.dtype == torch.long
+    assert clip_index.tolist() == [i for i, c in enumerate(counts) for _ in range(c)]
+    for i, clip in enumerate(clips):
+        padded = np.pad(clip, (0, max(0, EXAMPLE_SAMPLES - len(clip))))
+        ref = ref_waveform_to_examples(padded.astype(np.float64))
+        assert ref.shape == (counts[i], EXAMPLE_FRAMES, N_MELS)
+        assert_float32_close(examples[clip_index == i].numpy(), ref)
+
+
+def test_clip_examples_counts():
+    assert [expected_count(n) for n in (1, 15599, 15600, 15601, 30959, 30960, 46320)] == [1, 1, 1, 1, 1, 2, 3]
+    lengths = [1, 15599, 15600, 30959, 30960, 46320]
+    _, clip_index = clip_examples([torch.zeros(n) for n in lengths])
+    assert torch.bincount(clip_index).tolist() == [expected_count(n) for n in lengths]
+
+
+def test_clip_examples_empty_list():
+    examples, clip_index = clip_examples([])
+    assert examples.shape == (0, EXAMPLE_FRAMES, N_MELS) and clip_index.shape == (0,)
+
+
+def test_clip_logmel_stats_match_reference():
+    lengths = [8000, EXAMPLE_SAMPLES, 40000, 2 * EXAMPLE_HOP_SAMPLES + EXAMPLE_SAMPLES - 1]
+    clips = [signal("noise", n) for n in lengths]
+    stats = clip_logmel_stats([torch.from_numpy(c) for c in clips])
+    assert stats.shape == (len(clips), 2 * N_MELS)
+    for row, clip in zip(stats.numpy(), clips):
+        padded = np.pad(clip, (0, max(0, EXAMPLE_SAMPLES - len(clip))))
+        ref = ref_log_mel(padded.astype(np.float64))
+        np.testing.assert_allclose(row[:N_MELS], ref.mean(axis=0), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(row[N_MELS:], ref.std(axis=0), atol=1e-4, rtol=0)

@@ -1,0 +1,74 @@
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+DATASET = config["dataset"]
+RESULTS = f"results/{DATASET['name']}"
+SRC = Path(workflow.basedir) / "src" / "rbl"
+SCHEMA = yaml.safe_load(
+    (Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml").read_text()
+)
+
+
+def code_version(*modules):
+    """Hash of the package modules a rule runs: a code change reruns only what it affects."""
+    digest = hashlib.sha256()
+    for name in modules:
+        target = SRC / name
+        files = (
+            sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
+        )
+        for path in files:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def experiment(name):
+    """An experiment's settings with the schema's defaults filled in."""
+    props = SCHEMA["properties"]["experiments"]["additionalProperties"]["properties"]
+    defaults = {k: v["default"] for k, v in props.items() if "default" in v}
+    return {**defaults, **config["experiments"][name]}
+
+
+def trained(name):
+    return experiment(name)["loss"] != "none"
+
+
+def seeds_of(name):
+    """InitEmb involves no randomness: one seed is enough."""
+    return config["seeds"] if trained(name) else config["seeds"][:1]
+
+
+def train_flags(name):
+    """Every training setting as a command-line flag (the rule passes all of them explicitly)."""
+    flags = []
+    for key, value in experiment(name).items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, list):
+            flags.append(f"{flag} {' '.join(str(v) for v in value)}" if value else "")
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(f for f in flags if f)
+
+
+def audio_inputs(wildcards):
+    """The annotated audio files that exist (ingest names any missing one with its row).
+
+    Only the file column is read at parse time: no audio is opened or probed.
+    """
+    if config.get("demo", {}).get("generate", False):
+        return [DATASET["audio_root"]]
+    table = DATASET["annotations"]
+    if not os.path.exists(table):
+        return []
+    files = pd.read_csv(table, usecols=["file"], dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    paths = (os.path.join(DATASET["audio_root"], f.strip()) for f in files["file"])
+    return [p for p in paths if os.path.isfile(p)]
+
+
+wildcard_constraints:
+    exp="|".join(config["experiments"]),
+    seed=r"\d+",

@@ -1,0 +1,16 @@
+if config["demo"].get("generate", False):
+
+    rule demo_data:
+        output:
+            audio=directory(f"{config['demo']['out_dir']}/audio"),
+            annotations=f"{config['demo']['out_dir']}/annotations.csv",
+            taxonomy=f"{config['demo']['out_dir']}/taxonomy.csv",
+        params:
+            out=config["demo"]["out_dir"],
+            clips=config["demo"]["clips_per_class"],
+            seed=config["demo"]["seed"],
+            code=code_version("demo"),
+        log:
+            "results/logs/demo_data.log",
+        shell:
+            "rbl demo --out {params.out} --clips-per-class {params.clips} --seed {params.seed} 2> {log}"

@@ -1,0 +1,44 @@
+FEATURES = config["features"]
+EXTRACTOR = FEATURES["extractor"]
+
+
+rule extract:
+    input:
+        f"{RESULTS}/manifest.csv",
+    output:
+        features=f"{RESULTS}/features/{EXTRACTOR}.npy",
+        info=f"{RESULTS}/features/{EXTRACTOR}.json",
+    params:
+        extractor=EXTRACTOR,
+        weights=FEATURES["vggish"]["weights_dir"],
+        download=FEATURES["vggish"]["download"],
+        final_relu=FEATURES["vggish"]["final_relu"],
+        batch=FEATURES["batch_clips"],
+        device=FEATURES["device"],
+        cache=FEATURES["cache_dir"],
+        code=code_version("features", "audio", "vggish"),
+    threads: FEATURES["workers"]
+    log:
+        f"{RESULTS}/logs/extract.log",
+    shell:
+        "rbl extract --manifest {input} --extractor {params.extractor} "
+        "--weights-dir {params.weights} --download {params.download} "
+        "--final-relu {params.final_relu} --batch-clips {params.batch} --workers {threads} "
+        "--device {params.device} --cache-dir {params.cache} "
+        "--out {output.features} --info {output.info} 2> {log}"
+
+
+rule normalise:
+    input:
+        features=f"{RESULTS}/features/{EXTRACTOR}.npy",
+        manifest=f"{RESULTS}/manifest.csv",
+        splits=f"{RESULTS}/splits.csv",
+    output:
+        f"{RESULTS}/features/{EXTRACTOR}.norm.npz",
+    params:
+        code=code_version("normalise"),
+    log:
+        f"{RESULTS}/logs/normalise.log",
+    shell:
+        "rbl normalise --features {input.features} --manifest {input.manifest} "
+        "--splits {input.splits} --out {output} 2> {log}"
