@@ -5,13 +5,24 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# A --configfile given on the command line replaces the default (the demo) instead of being
+# merged into it, so a dataset's experiment list is exactly the one its config names.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    exp="|".join(config["experiments"]),
+    seed=r"\d+",
+
+
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
@@ -20,7 +31,7 @@ include: "workflow/rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         f"{RESULTS}/summary.csv",
         f"{RESULTS}/summary.md",
-    default_target: True

@@ -100,7 +100,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
     manifest = _read_table(args.manifest)
     settings = ExtractSettings(extractor=args.extractor, weights_dir=args.weights_dir,
-                               download=args.download, final_relu=args.final_relu,
+                               download=args.download, final_relu=args.final_relu, verify=args.verify,
                                batch_clips=args.batch_clips, workers=args.workers,
                                device=str(resolve_device(args.device)))
     feats, info = extract(list(manifest["path"]), list(manifest["sha256"]), settings,
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dir", required=True)
     p.add_argument("--download", type=_bool, required=True)
     p.add_argument("--final-relu", type=_bool, required=True)
+    p.add_argument("--verify", type=_bool, required=True, help="check the weights' sha256 prefixes")
     p.add_argument("--batch-clips", type=int, required=True)
     p.add_argument("--workers", type=int, required=True)
     p.add_argument("--device", required=True)

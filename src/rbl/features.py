@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from rbl import audio
 from rbl.atomic import atomic_path
+from rbl.data import file_sha256
 from rbl.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class ExtractSettings:
     weights_dir: str = "resources/vggish"
     download: bool = True
     final_relu: bool = True
+    verify: bool = True
     batch_clips: int = 32
     workers: int = 2
     device: str = "cpu"
@@ -85,7 +87,7 @@ def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
     if settings.extractor == "logmel":
         return "logmel", "configured"
     try:
-        find_or_fetch(Path(settings.weights_dir), settings.download)
+        find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
     except InputError as err:
         if settings.extractor == "vggish":
             raise
@@ -109,10 +111,11 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
     if name == "vggish":
         from rbl.vggish.weights import find_or_fetch, load_extractor
 
-        cnn_path, pca_path = find_or_fetch(Path(settings.weights_dir), settings.download)
+        cnn_path, pca_path = find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
         cache_settings.update(final_relu=settings.final_relu,
-                              weights=[cnn_path.name, pca_path.name])
-        model = load_extractor(Path(settings.weights_dir), settings.download, settings.final_relu, device)
+                              weights=[file_sha256(cnn_path), file_sha256(pca_path)])
+        model = load_extractor(Path(settings.weights_dir), settings.download, settings.final_relu, device,
+                               verify=settings.verify)
     cache = Cache(cache_root, cache_settings)
     cache.describe()
     out = np.zeros((len(paths), DIM), dtype=np.float32)

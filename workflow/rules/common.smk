@@ -7,19 +7,23 @@ import yaml
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET['name']}"
-SRC = Path(workflow.basedir) / "src" / "rbl"
+EXTRACTOR = config["features"]["extractor"]
+SRC = Path(workflow.basedir, "src", "rbl")
 SCHEMA = yaml.safe_load(
-    (Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml").read_text()
 )
+ENV = "../../environment.yml"
 
 
 def code_version(*modules):
-    """Hash of the package modules a rule runs: a code change reruns only what it affects."""
+    """Hash of the package modules behind a rule, so that a code change reruns only what it affects."""
     digest = hashlib.sha256()
     for name in modules:
         target = SRC / name
         files = (
-            sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
+            sorted(target.rglob("*.py"))
+            if target.is_dir()
+            else [target.with_suffix(".py")]
         )
         for path in files:
             digest.update(path.read_bytes())
@@ -46,7 +50,7 @@ def train_flags(name):
     """Every training setting as a command-line flag (the rule passes all of them explicitly)."""
     flags = []
     for key, value in experiment(name).items():
-        flag = "--" + key.replace("_", "-")
+        flag = f"--{key.replace('_', '-')}"
         if isinstance(value, list):
             flags.append(f"{flag} {' '.join(str(v) for v in value)}" if value else "")
         else:
@@ -64,11 +68,26 @@ def audio_inputs(wildcards):
     table = DATASET["annotations"]
     if not os.path.exists(table):
         return []
-    files = pd.read_csv(table, usecols=["file"], dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    files = pd.read_csv(
+        table, usecols=["file"], dtype=str, keep_default_na=False, encoding="utf-8-sig"
+    )
     paths = (os.path.join(DATASET["audio_root"], f.strip()) for f in files["file"])
     return [p for p in paths if os.path.isfile(p)]
 
 
-wildcard_constraints:
-    exp="|".join(config["experiments"]),
-    seed=r"\d+",
+def embed_inputs(wildcards):
+    """Normalised features, and the checkpoint unless the experiment trains nothing (InitEmb)."""
+    inputs = {"features": f"{RESULTS}/features/{EXTRACTOR}.norm.npz"}
+    if trained(wildcards.exp):
+        inputs["checkpoint"] = (
+            f"{RESULTS}/models/{wildcards.exp}/seed{wildcards.seed}/model.pt"
+        )
+    return inputs
+
+
+def all_metrics(wildcards=None):
+    return [
+        f"{RESULTS}/metrics/{exp}/seed{seed}.json"
+        for exp in config["experiments"]
+        for seed in seeds_of(exp)
+    ]

@@ -5,12 +5,14 @@ if config["demo"].get("generate", False):
             audio=directory(f"{config['demo']['out_dir']}/audio"),
             annotations=f"{config['demo']['out_dir']}/annotations.csv",
             taxonomy=f"{config['demo']['out_dir']}/taxonomy.csv",
+        log:
+            "results/logs/demo_data.log",
+        conda:
+            ENV
         params:
-            out=config["demo"]["out_dir"],
+            out=lambda wildcards, output: os.path.dirname(output.annotations),
             clips=config["demo"]["clips_per_class"],
             seed=config["demo"]["seed"],
             code=code_version("demo"),
-        log:
-            "results/logs/demo_data.log",
         shell:
             "rbl demo --out {params.out} --clips-per-class {params.clips} --seed {params.seed} 2> {log}"

@@ -1,11 +1,3 @@
-def all_metrics(wildcards=None):
-    return [
-        f"{RESULTS}/metrics/{exp}/seed{seed}.json"
-        for exp in config["experiments"]
-        for seed in seeds_of(exp)
-    ]
-
-
 rule evaluate:
     input:
         embeddings=f"{RESULTS}/embeddings/{{exp}}/seed{{seed}}.npz",
@@ -15,11 +7,13 @@ rule evaluate:
         info=f"{RESULTS}/features/{EXTRACTOR}.json",
     output:
         f"{RESULTS}/metrics/{{exp}}/seed{{seed}}.json",
+    log:
+        f"{RESULTS}/logs/evaluate/{{exp}}/seed{{seed}}.log",
+    conda:
+        ENV
     params:
         dataset=DATASET["name"],
         code=code_version("metrics", "taxonomy"),
-    log:
-        f"{RESULTS}/logs/evaluate/{{exp}}/seed{{seed}}.log",
     shell:
         "rbl evaluate --embeddings {input.embeddings} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --features-info {input.info} "
@@ -33,11 +27,13 @@ rule summarise:
     output:
         csv=f"{RESULTS}/summary.csv",
         md=f"{RESULTS}/summary.md",
+    log:
+        f"{RESULTS}/logs/summarise.log",
+    conda:
+        ENV
     params:
         title=f"RbL results: {DATASET['name']}",
         code=code_version("summary"),
-    log:
-        f"{RESULTS}/logs/summarise.log",
     shell:
         "rbl summarise --metrics {input} --title '{params.title}' "
         "--out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

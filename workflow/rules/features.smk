@@ -1,5 +1,4 @@
 FEATURES = config["features"]
-EXTRACTOR = FEATURES["extractor"]
 
 
 rule extract:
@@ -8,22 +7,25 @@ rule extract:
     output:
         features=f"{RESULTS}/features/{EXTRACTOR}.npy",
         info=f"{RESULTS}/features/{EXTRACTOR}.json",
+    log:
+        f"{RESULTS}/logs/extract.log",
+    conda:
+        ENV
+    threads: FEATURES["workers"]
     params:
         extractor=EXTRACTOR,
         weights=FEATURES["vggish"]["weights_dir"],
         download=FEATURES["vggish"]["download"],
         final_relu=FEATURES["vggish"]["final_relu"],
+        verify=FEATURES["vggish"]["verify"],
         batch=FEATURES["batch_clips"],
         device=FEATURES["device"],
         cache=FEATURES["cache_dir"],
         code=code_version("features", "audio", "vggish"),
-    threads: FEATURES["workers"]
-    log:
-        f"{RESULTS}/logs/extract.log",
     shell:
         "rbl extract --manifest {input} --extractor {params.extractor} "
         "--weights-dir {params.weights} --download {params.download} "
-        "--final-relu {params.final_relu} --batch-clips {params.batch} --workers {threads} "
+        "--final-relu {params.final_relu} --verify {params.verify} --batch-clips {params.batch} --workers {threads} "
         "--device {params.device} --cache-dir {params.cache} "
         "--out {output.features} --info {output.info} 2> {log}"
 
@@ -35,10 +37,12 @@ rule normalise:
         splits=f"{RESULTS}/splits.csv",
     output:
         f"{RESULTS}/features/{EXTRACTOR}.norm.npz",
-    params:
-        code=code_version("normalise"),
     log:
         f"{RESULTS}/logs/normalise.log",
+    conda:
+        ENV
+    params:
+        code=code_version("normalise"),
     shell:
         "rbl normalise --features {input.features} --manifest {input.manifest} "
         "--splits {input.splits} --out {output} 2> {log}"

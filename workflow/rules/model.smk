@@ -10,12 +10,14 @@ rule train:
     output:
         model=f"{RESULTS}/models/{{exp}}/seed{{seed}}/model.pt",
         history=f"{RESULTS}/models/{{exp}}/seed{{seed}}/history.csv",
+    log:
+        f"{RESULTS}/logs/train/{{exp}}/seed{{seed}}.log",
+    conda:
+        ENV
     params:
         flags=lambda wc: train_flags(wc.exp),
         device=config["train"]["device"],
         code=code_version("train", "losses", "model", "sampling", "metrics", "taxonomy"),
-    log:
-        f"{RESULTS}/logs/train/{{exp}}/seed{{seed}}.log",
     shell:
         "rbl train --features {input.features} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --seed {wildcards.seed} "
@@ -23,26 +25,21 @@ rule train:
         "--history {output.history} 2> {log}"
 
 
-def embed_inputs(wildcards):
-    inputs = {"features": NORMALISED}
-    if trained(wildcards.exp):
-        inputs["checkpoint"] = f"{RESULTS}/models/{wildcards.exp}/seed{wildcards.seed}/model.pt"
-    return inputs
-
-
 rule embed:
     input:
         unpack(embed_inputs),
     output:
         f"{RESULTS}/embeddings/{{exp}}/seed{{seed}}.npz",
+    log:
+        f"{RESULTS}/logs/embed/{{exp}}/seed{{seed}}.log",
+    conda:
+        ENV
     params:
         checkpoint=lambda wc, input: (
             f"--checkpoint {input.checkpoint}" if "checkpoint" in input.keys() else ""
         ),
         device=config["train"]["device"],
         code=code_version("model", "train"),
-    log:
-        f"{RESULTS}/logs/embed/{{exp}}/seed{{seed}}.log",
     shell:
         "rbl embed --features {input.features} {params.checkpoint} "
         "--device {params.device} --out {output} 2> {log}"

@@ -1,0 +1,34 @@
+# Set-up and entry points. `make demo` and `make test` install everything they need first.
+PYTHON ?= python3
+VENV ?= .venv
+# The torch build to install: on this project's CI machines 2.13.0 comes from a local CPU wheel;
+# elsewhere pip takes the matching build from PyPI (CUDA on Linux). Override, e.g. TORCH=torch.
+TORCH ?= torch==2.13.0
+CORES ?= 2
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-rbl
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup demo test lint clean-results
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	snakemake --cores $(CORES)
+	@echo; cat results/demo/summary.md
+
+test: setup
+	python -m pytest
+
+lint: setup
+	snakemake --lint
+	snakefmt --check Snakefile workflow/rules
+
+clean-results:
+	rm -rf results/demo .snakemake
