@@ -3,7 +3,7 @@ import os
 import pandas as pd
 import pytest
 
-from rbl.data import build_manifest, read_csv, unlisted_audio
+from rbl.data import build_manifest, read_csv, unlisted_files
 from rbl.errors import InputError
 from rbl.taxonomy import Taxonomy
 
@@ -27,7 +27,7 @@ def test_manifest_levels_groups_and_incomplete_labels(root):
     m = build_manifest(frame([["x.wav", "a1"], ["sub/z.wav", "B"]]), TAX, root, "ann.csv")
     assert m[["family", "kind"]].values.tolist() == [["A", "a1"], ["B", ""]]
     assert m["group"].tolist() == ["x.wav", "sub/z.wav"]  # no group column: each file its own
-    assert unlisted_audio(root, set(m["file"])) == ["stray.wav", "y.wav"]
+    assert unlisted_files(root, set(m["file"]), {".wav"}) == ["stray.wav", "y.wav"]
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_manifest_levels_groups_and_incomplete_labels(root):
     [
         ([["x.wav", "a1"], ["x.wav", "a2"]], "ann.csv line 3: 'x.wav' is listed again \\(first at line 2\\)"),
         ([["x.wav", "nope"]], "ann.csv line 2: label 'nope' is not a node"),
-        ([["../escape.wav", "a1"]], "line 2: '../escape.wav' points outside the audio root"),
+        ([["../escape.wav", "a1"]], "line 2: '../escape.wav' points outside the root folder"),
         ([["/etc/passwd", "a1"]], "line 2: '/etc/passwd' is an absolute path"),
         ([["x.wav", "a1"], ["gone.wav", "a2"]], "1 annotated file\\(s\\) not found:\n  ann.csv line 3"),
     ],
@@ -49,7 +49,7 @@ def test_symlink_out_of_root_is_refused(root, tmp_path):
     outside = tmp_path / "secret.wav"
     outside.write_bytes(b"RIFF")
     os.symlink(outside, root / "link.wav")
-    with pytest.raises(InputError, match="outside the audio root"):
+    with pytest.raises(InputError, match="outside the root folder"):
         build_manifest(frame([["link.wav", "a1"]]), TAX, root, "ann.csv")
 
 

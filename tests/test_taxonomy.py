@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from helpers import tree_distance_loop
 from rbl.errors import InputError
-from rbl.taxonomy import Taxonomy, tree_distance
+from rbl.taxonomy import Taxonomy, shuffle_leaves, tree_distance
 
 
 def small() -> Taxonomy:
@@ -71,3 +71,22 @@ def test_unknown_label_suggests_close_names():
 def test_bad_taxonomy_names_the_row(frame, message):
     with pytest.raises(InputError, match=message):
         Taxonomy.from_frame(frame, source="tax.csv")
+
+
+def test_shuffled_hierarchy_keeps_shape_and_moves_whole_classes():
+    frame = pd.DataFrame({"family": list("AAABBBCCC"), "kind": [f"k{i}" for i in range(9)]})
+    tax = Taxonomy.from_frame(frame)
+    leaves = tax.leaf_codes()
+    labels = np.repeat(leaves, 3, axis=0)
+    labels = np.vstack([labels, [[1, -1]]])  # an incomplete label
+    out = shuffle_leaves(labels, leaves, np.random.default_rng(0))
+    assert (out[-1] == -1).all()
+    # Every clip of a fine class lands in the same new slot; slots are the real leaf rows.
+    for k in range(9):
+        rows = out[:-1][labels[:-1, 1] == k]
+        assert (rows == rows[0]).all() and any((rows[0] == leaf).all() for leaf in leaves)
+    # Same shape: each parent still has three children.
+    _, counts = np.unique(np.unique(out[:-1], axis=0)[:, 0], return_counts=True)
+    assert counts.tolist() == [3, 3, 3]
+    # And it really moves classes across parents for some seed.
+    assert (out[:-1, 0] != labels[:-1, 0]).any()

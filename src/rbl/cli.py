@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -59,18 +60,39 @@ def cmd_demo(args: argparse.Namespace) -> None:
     log.info("demo dataset written to %s", args.out)
 
 
+def cmd_convert_authors(args: argparse.Namespace) -> None:
+    from rbl.convert import AUTHORS_SPLITS, authors_csv
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: folder not found; it should hold the authors' train.csv and val.csv "
+                         "(set dataset.authors_csv_dir in the config)")
+    tables = {name: _read_table(folder / f"{name}.csv") for name in AUTHORS_SPLITS
+              if (folder / f"{name}.csv").is_file() or name != "test"}
+    annotations, taxonomy = authors_csv(tables)
+    _write_csv(taxonomy, args.out_taxonomy)
+    _write_csv(annotations, args.out_annotations)
+    log.info("converted %d clips (%s) from %s", len(annotations),
+             annotations["split"].value_counts().to_dict(), folder)
+
+
 def cmd_ingest(args: argparse.Namespace) -> None:
-    from rbl.data import build_manifest, hash_files, load_taxonomy, unlisted_audio
+    from rbl.data import AUDIO_SUFFIXES, build_manifest, hash_files, load_taxonomy, unlisted_files
 
     taxonomy = load_taxonomy(args.taxonomy)
-    root = Path(args.audio_root)
+    if bool(args.audio_root) == bool(args.features_dir):
+        raise InputError("give exactly one of --audio-root (audio) and --features-dir (precomputed features)")
+    root = Path(args.audio_root or args.features_dir)
     if not root.is_dir():
-        raise InputError(f"audio root {root}: not a folder; set dataset.audio_root in the config")
-    manifest = build_manifest(_read_table(args.annotations), taxonomy, root, source=args.annotations)
+        key = "audio_root" if args.audio_root else "features_dir"
+        raise InputError(f"{root}: not a folder; set dataset.{key} in the config")
+    suffix = None if args.audio_root else ".npy"
+    manifest = build_manifest(_read_table(args.annotations), taxonomy, root, args.annotations, suffix)
     manifest.insert(2, "sha256", hash_files(list(manifest["path"]), progress=not args.quiet))
-    unlisted = unlisted_audio(root, set(manifest["file"]))
+    listed = {Path(p).relative_to(root).as_posix() for p in manifest["path"]}
+    unlisted = unlisted_files(root, listed, AUDIO_SUFFIXES if suffix is None else {suffix})
     if unlisted:
-        log.warning("%d audio file(s) under %s are not in %s and are not used, e.g. %s",
+        log.warning("%d file(s) under %s are not in %s and are not used, e.g. %s",
                     len(unlisted), root, args.annotations, ", ".join(unlisted[:3]))
     incomplete = int((manifest[taxonomy.levels[-1]] == "").sum())
     log.info("manifest: %d clips, %d with incomplete labels, %d levels (%s)",
@@ -99,6 +121,16 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from rbl.train import resolve_device
 
     manifest = _read_table(args.manifest)
+    if args.extractor == "precomputed":
+        from rbl.features import load_precomputed
+
+        feats = load_precomputed(list(manifest["path"]))
+        info = {"extractor": "precomputed", "requested": "precomputed", "reason": "dataset.features_dir",
+                "n_clips": len(feats), "computed": 0, "from_cache": 0, "dim": int(feats.shape[1])}
+        with atomic_path(args.out) as tmp:
+            np.save(tmp, feats)
+        write_text(args.info, json.dumps(info, indent=2))
+        return
     settings = ExtractSettings(extractor=args.extractor, weights_dir=args.weights_dir,
                                download=args.download, final_relu=args.final_relu, verify=args.verify,
                                batch_clips=args.batch_clips, workers=args.workers,
@@ -126,10 +158,17 @@ def cmd_normalise(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from rbl.train import TrainSettings, fit, resolve_device
 
+    from rbl.data import load_taxonomy
+    from rbl.taxonomy import shuffle_leaves
+
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)}
-    settings = TrainSettings(**{**values, "hidden": tuple(values["hidden"])})
+    settings = TrainSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
     manifest, labels, _ = _labels(args.manifest, args.taxonomy)
     split = _split_of(manifest, args.splits)
+    if settings.hierarchy == "random":
+        # The control: train (and early-stop) on a shuffled tree; evaluation uses the true one.
+        leaves = load_taxonomy(args.taxonomy).leaf_codes()
+        labels = shuffle_leaves(labels, leaves, np.random.default_rng([args.seed, 1]))
     x = np.load(args.features, allow_pickle=False)["x"]
     device = resolve_device(args.device)
     log.info("training %s on %s, seed %d", settings, device, args.seed)
@@ -201,15 +240,17 @@ def _bool(text: str) -> bool:
 
 
 def _add_train_settings(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainSettings field; tuples take several values (none for an empty one)."""
     from rbl.train import TrainSettings
 
+    hints = typing.get_type_hints(TrainSettings)
     for field in dataclasses.fields(TrainSettings):
         flag = "--" + field.name.replace("_", "-")
-        default = field.default
-        if isinstance(default, tuple):
-            parser.add_argument(flag, type=int, nargs="*", default=default)
+        kind = hints[field.name]
+        if typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, type=typing.get_args(kind)[0], nargs="*", default=field.default)
         else:
-            parser.add_argument(flag, type=type(default), default=default)
+            parser.add_argument(flag, type=kind, default=field.default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,10 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("convert-authors", help="the RbL authors' example-data CSVs -> annotations and taxonomy")
+    p.add_argument("--dir", required=True, help="folder with train.csv, val.csv (and test.csv)")
+    p.add_argument("--out-annotations", required=True)
+    p.add_argument("--out-taxonomy", required=True)
+    p.set_defaults(func=cmd_convert_authors)
+
     p = sub.add_parser("ingest", help="validate taxonomy and annotations, hash audio, write the manifest")
     p.add_argument("--taxonomy", required=True)
     p.add_argument("--annotations", required=True)
-    p.add_argument("--audio-root", required=True)
+    p.add_argument("--audio-root", default="", help="folder of the audio files")
+    p.add_argument("--features-dir", default="", help="or: folder of one precomputed .npy per clip")
     p.add_argument("--out-manifest", required=True)
     p.add_argument("--out-taxonomy", required=True)
     p.set_defaults(func=cmd_ingest)
@@ -243,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="clip features (VGGish or log-mel), with the per-clip cache")
     p.add_argument("--manifest", required=True)
-    p.add_argument("--extractor", choices=("auto", "vggish", "logmel"), required=True)
+    p.add_argument("--extractor", choices=("auto", "vggish", "logmel", "precomputed"), required=True)
     p.add_argument("--weights-dir", required=True)
     p.add_argument("--download", type=_bool, required=True)
     p.add_argument("--final-relu", type=_bool, required=True)

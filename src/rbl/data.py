@@ -52,21 +52,29 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _resolve_audio(root: Path, rel: str, where: str) -> Path:
-    """The path of an annotation's file, refusing any path that leaves the audio root."""
+def _resolve(root: Path, rel: str, where: str, suffix: str | None) -> Path:
+    """The path of an annotation's file under root, refusing any path that leaves the root.
+
+    With `suffix`, the file's extension is replaced (precomputed features: clip.wav -> clip.npy).
+    """
     if not rel:
         raise InputError(f"{where}: the 'file' cell is empty")
     if os.path.isabs(rel) or Path(rel).drive:
-        raise InputError(f"{where}: '{rel}' is an absolute path; give paths relative to the audio root {root}")
+        raise InputError(f"{where}: '{rel}' is an absolute path; give paths relative to the root folder {root}")
     path = root / rel
-    real_root = root.resolve()
-    if not path.resolve().is_relative_to(real_root):
-        raise InputError(f"{where}: '{rel}' points outside the audio root {root} (via '..' or a symlink); refused")
+    if suffix is not None:
+        path = path.with_suffix(suffix)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
     return path
 
 
-def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, audio_root: Path, source: str) -> pd.DataFrame:
-    """Validate annotation rows against the taxonomy and the audio root; one manifest row each."""
+def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, source: str,
+                   suffix: str | None = None) -> pd.DataFrame:
+    """Validate annotation rows against the taxonomy and the files under root; one manifest row each.
+
+    `root` holds the audio, or (with suffix=".npy") one precomputed feature vector per clip.
+    """
     for column in ("file", "label"):
         if column not in annotations.columns:
             raise InputError(f"{source}: no '{column}' column (columns are {list(annotations.columns)}); "
@@ -81,7 +89,7 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, audio_root: Pa
         if rel in first_line:
             raise InputError(f"{where}: '{rel}' is listed again (first at line {first_line[rel]}); keep one row per file")
         first_line[rel] = line
-        path = _resolve_audio(audio_root, rel, where)
+        path = _resolve(root, rel, where, suffix)
         try:
             node = taxonomy.resolve(record["label"])
         except KeyError as err:
@@ -99,7 +107,7 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, audio_root: Pa
         shown = "\n  ".join(missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
         raise InputError(f"{len(missing)} annotated file(s) not found:\n  {shown}{more}\n"
-                         "fix the paths in the annotations or the dataset's audio_root")
+                         "fix the paths in the annotations or the dataset's audio_root / features_dir")
     manifest = pd.DataFrame(rows)
     if has_split and (manifest["split"] == "").any() and (manifest["split"] != "").any():
         line = int((manifest["split"] == "").to_numpy().argmax()) + 2
@@ -108,13 +116,13 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, audio_root: Pa
     return manifest
 
 
-def unlisted_audio(audio_root: Path, listed: set[str]) -> list[str]:
-    """Audio files under the root that no annotation names (reported, never used)."""
+def unlisted_files(root: Path, listed: set[str], suffixes: set[str]) -> list[str]:
+    """Files of the given kinds under the root that no annotation names (reported, never used)."""
     found = []
-    for dirpath, _, names in os.walk(audio_root):
+    for dirpath, _, names in os.walk(root):
         for name in names:
-            if Path(name).suffix.lower() in AUDIO_SUFFIXES:
-                rel = Path(dirpath, name).relative_to(audio_root).as_posix()
+            if Path(name).suffix.lower() in suffixes:
+                rel = Path(dirpath, name).relative_to(root).as_posix()
                 if rel not in listed:
                     found.append(rel)
     return sorted(found)
@@ -124,7 +132,7 @@ def hash_files(paths: list[str], progress: bool = True) -> list[str]:
     """sha256 of every file, in order, with a progress bar."""
     from tqdm import tqdm
 
-    return [file_sha256(p) for p in tqdm(paths, desc="hashing audio", unit="file", disable=not progress)]
+    return [file_sha256(p) for p in tqdm(paths, desc="hashing clip files", unit="file", disable=not progress)]
 
 
 def level_codes(manifest: pd.DataFrame, taxonomy: Taxonomy):

@@ -95,6 +95,24 @@ def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
     return "vggish", "configured" if settings.extractor == "vggish" else "weights found"
 
 
+def load_precomputed(paths: list[str]) -> np.ndarray:
+    """(N, D) matrix of one precomputed vector per clip; every file must hold the same finite shape."""
+    rows = []
+    for path in paths:
+        try:
+            vec = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise InputError(f"{path}: not a readable .npy array ({err})") from None
+        vec = np.asarray(vec, dtype=np.float32).reshape(-1)
+        if rows and vec.shape != rows[0].shape:
+            raise InputError(f"{path}: {vec.size} values where {paths[0]} has {rows[0].size}; "
+                             "every clip needs a vector of the same size")
+        if not np.isfinite(vec).all():
+            raise InputError(f"{path}: holds NaN or Inf; recompute or remove this clip")
+        rows.append(vec)
+    return np.stack(rows)
+
+
 def _batched(items: list, size: int):
     for k in range(0, len(items), size):
         yield items[k:k + size]

@@ -3,6 +3,8 @@
 `balanced` is the paper's RbL sampler generalised to any depth: from the root, two children are
 drawn at every level down to two leaves under each, and `batch_size / 2**L` clips from each leaf,
 so every batch holds pairs of every rank (with L = 2 and batch 12: 2 coarse x 2 fine x 3 clips).
+Clips with incomplete labels form an "unknown" child of their deepest known node, so a clip
+labelled only at a coarse level is drawn too and trains the coarse structure.
 `random` draws uniformly random batches (the paper's RbL_unc).
 """
 
@@ -23,13 +25,12 @@ def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np
 
 
 class BalancedBatches:
-    """Rank-balanced batches over fully labelled examples (labels (N, L), -1 unknown)."""
+    """Rank-balanced batches over labelled examples (labels (N, L), -1 unknown)."""
 
     def __init__(self, labels: np.ndarray, batch_size: int) -> None:
         self.depth = labels.shape[1]
-        complete = (labels >= 0).all(axis=1)
-        self.pool = np.flatnonzero(complete)
-        self.n_excluded = int((~complete).sum())
+        # -1 codes make the unknown child: (c0, -1) is a child of (c0,) beside (c0, c1).
+        self.pool = np.arange(len(labels))
         self.per_leaf = max(2, batch_size // 2 ** self.depth)
         self.n_batches = max(1, math.ceil(len(labels) / batch_size))
         keys = [tuple(row) for row in labels[self.pool]]
@@ -45,7 +46,7 @@ class BalancedBatches:
         for siblings in self.children.values():
             siblings.sort()
         if not self.pool.size:
-            raise ValueError("balanced batches need fully labelled training examples")
+            raise ValueError("balanced batches need training examples")
 
     def _draw(self, node: tuple[int, ...], rng: np.random.Generator) -> list[int]:
         if len(node) == self.depth:

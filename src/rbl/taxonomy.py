@@ -104,6 +104,10 @@ class Taxonomy:
                 out[i, level] = self._codes[level][path[: level + 1]]
         return out
 
+    def leaf_codes(self) -> np.ndarray:
+        """(K, L) code rows of the leaves; row k is the leaf whose finest code is k."""
+        return self.encode(self.nodes(self.depth - 1))
+
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.leaves), columns=list(self.levels))
 
@@ -122,3 +126,18 @@ def tree_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros((), dtype=torch.long, device=a.device)
     undecided = torch.full((), UNDECIDED, dtype=torch.long, device=a.device)
     return torch.where(differ.any(dim=-1), 2 * (depth - first_diff), torch.where(decided_same, zero, undecided))
+
+
+def shuffle_leaves(labels: np.ndarray, leaf_codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Labels under a random hierarchy of the same shape: fine classes moved to random leaf slots.
+
+    `leaf_codes` (K, L) holds the code row of every leaf, row k for finest code k. Each fine class
+    takes the place (and so the ancestors) of another, drawn by a random permutation, so every
+    parent keeps its number of children (the paper's RbL_RdmHierarchy control). A clip whose fine
+    level is unknown carries no information under the shuffled tree: its row becomes all -1.
+    """
+    perm = rng.permutation(len(leaf_codes))
+    out = np.full_like(labels, UNDECIDED)
+    known = labels[:, -1] >= 0
+    out[known] = leaf_codes[perm[labels[known, -1]]]
+    return out

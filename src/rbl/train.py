@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from rbl.losses import RankBasedLoss
+from rbl import losses
 from rbl.metrics import mean_silhouette
 from rbl.model import Embedder
 from rbl.sampling import BalancedBatches, random_batches
@@ -27,6 +27,7 @@ class TrainSettings:
     """One experiment's training settings (from the config's `experiments:` block)."""
 
     loss: str = "rank"
+    hierarchy: str = "taxonomy"
     target: str = "edge"
     distance: str = "cosine"
     sampler: str = "balanced"
@@ -37,6 +38,8 @@ class TrainSettings:
     batch_size: int = 12
     max_epochs: int = 100
     patience: int = 20
+    margin: float = 0.2
+    margins: tuple[float, ...] = ()
     out_dim: int = 3
     hidden: tuple[int, ...] = ()
 
@@ -50,7 +53,11 @@ def resolve_device(name: str) -> torch.device:
 
 def make_loss(settings: TrainSettings) -> torch.nn.Module:
     if settings.loss == "rank":
-        return RankBasedLoss(target=settings.target, distance=settings.distance)
+        return losses.RankBasedLoss(target=settings.target, distance=settings.distance)
+    if settings.loss == "quadruplet":
+        return losses.QuadrupletLoss(margins=settings.margins or settings.margin, distance=settings.distance)
+    if settings.loss == "triplet":
+        return losses.TripletLoss(margin=settings.margin, distance=settings.distance)
     raise ValueError(f"unknown loss {settings.loss!r}")
 
 
@@ -71,9 +78,6 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
         kwargs["momentum"] = settings.momentum
     optimizer = OPTIMIZERS[settings.optimizer](model.parameters(), **kwargs)
     balanced = BalancedBatches(y_train, settings.batch_size) if settings.sampler == "balanced" else None
-    if balanced is not None and balanced.n_excluded:
-        log.warning("balanced sampler: %d training clip(s) with incomplete labels are not drawn "
-                    "(they train with sampler: random)", balanced.n_excluded)
 
     def evaluate() -> float:
         model.eval()

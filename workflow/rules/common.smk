@@ -7,7 +7,21 @@ import yaml
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET['name']}"
-EXTRACTOR = config["features"]["extractor"]
+PRECOMPUTED = "features_dir" in DATASET
+EXTRACTOR = "precomputed" if PRECOMPUTED else config["features"]["extractor"]
+# The folder of the clips' files: audio, or precomputed feature vectors.
+CLIP_ROOT = DATASET["features_dir"] if PRECOMPUTED else DATASET["audio_root"]
+# True when a rule of this workflow writes the annotations (the demo, a converter).
+GENERATED_ANNOTATIONS = (
+    config["demo"].get("generate", False) or "authors_csv_dir" in DATASET
+)
+
+if "authors_csv_dir" in DATASET and not os.path.isdir(DATASET["authors_csv_dir"]):
+    raise WorkflowError(
+        f"dataset.authors_csv_dir: {DATASET['authors_csv_dir']} is not a folder. It should hold the "
+        "authors' train.csv and val.csv (for TUT 2016: shared/data/tut2016-vggish beside the "
+        "repository); fix the path in your config."
+    )
 SRC = Path(workflow.basedir, "src", "rbl")
 SCHEMA = yaml.safe_load(
     Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml").read_text()
@@ -58,20 +72,24 @@ def train_flags(name):
     return " ".join(f for f in flags if f)
 
 
-def audio_inputs(wildcards):
-    """The annotated audio files that exist (ingest names any missing one with its row).
+def clip_inputs(wildcards):
+    """The annotated clip files that exist (ingest names any missing one with its row).
 
-    Only the file column is read at parse time: no audio is opened or probed.
+    Only the file column is read at parse time: no audio is opened or probed. When a rule writes
+    the annotations, the clip folder stands in for its files, so the input set is the same on
+    every run.
     """
-    if config.get("demo", {}).get("generate", False):
-        return [DATASET["audio_root"]]
+    if GENERATED_ANNOTATIONS:
+        return [CLIP_ROOT]
     table = DATASET["annotations"]
     if not os.path.exists(table):
         return []
     files = pd.read_csv(
         table, usecols=["file"], dtype=str, keep_default_na=False, encoding="utf-8-sig"
     )
-    paths = (os.path.join(DATASET["audio_root"], f.strip()) for f in files["file"])
+    paths = (os.path.join(CLIP_ROOT, f.strip()) for f in files["file"])
+    if PRECOMPUTED:
+        paths = (os.path.splitext(p)[0] + ".npy" for p in paths)
     return [p for p in paths if os.path.isfile(p)]
 
 

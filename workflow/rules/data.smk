@@ -1,8 +1,29 @@
+if "authors_csv_dir" in DATASET:
+
+    rule convert_authors:
+        input:
+            train=f"{DATASET['authors_csv_dir']}/train.csv",
+            val=f"{DATASET['authors_csv_dir']}/val.csv",
+        output:
+            annotations=DATASET["annotations"],
+            taxonomy=DATASET["taxonomy"],
+        log:
+            f"{RESULTS}/logs/convert_authors.log",
+        conda:
+            ENV
+        params:
+            folder=DATASET["authors_csv_dir"],
+            code=code_version("convert"),
+        shell:
+            "rbl convert-authors --dir {params.folder} --out-annotations {output.annotations} "
+            "--out-taxonomy {output.taxonomy} 2> {log}"
+
+
 rule ingest:
     input:
         annotations=DATASET["annotations"],
         taxonomy=DATASET["taxonomy"],
-        audio=audio_inputs,
+        clips=clip_inputs,
     output:
         manifest=f"{RESULTS}/manifest.csv",
         taxonomy=f"{RESULTS}/taxonomy.csv",
@@ -11,11 +32,11 @@ rule ingest:
     conda:
         ENV
     params:
-        root=DATASET["audio_root"],
+        root=("--features-dir " if PRECOMPUTED else "--audio-root ") + CLIP_ROOT,
         code=code_version("data", "taxonomy"),
     shell:
         "rbl ingest --taxonomy {input.taxonomy} --annotations {input.annotations} "
-        "--audio-root {params.root} --out-manifest {output.manifest} "
+        "{params.root} --out-manifest {output.manifest} "
         "--out-taxonomy {output.taxonomy} 2> {log}"
 
 
