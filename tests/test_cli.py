@@ -87,3 +87,23 @@ def test_vggish_extraction_with_generated_weights(ingested):
     assert info["extractor"] == "vggish" and info["computed"] == 24
     # Mean of quantised 0..255 PCA outputs per clip.
     assert feats.shape == (24, 128) and feats.min() >= 0 and feats.max() <= 255
+
+
+def test_sharded_extraction_gathers_to_the_unsharded_result(ingested):
+    manifest = ingested / "manifest.csv"
+    assert extract(ingested, manifest, ingested / "whole") == 0
+    parts = []
+    for k in range(3):
+        out = ingested / f"part{k}"
+        args = ["--shard", str(k), "--shards", "3"]
+        assert main(["--quiet", "extract", "--manifest", str(manifest), "--extractor", "logmel",
+                     "--weights-dir", "none", "--download", "false", "--final-relu", "true", "--verify", "true",
+                     "--batch-clips", "4", "--workers", "1", "--device", "cpu", "--cache-dir",
+                     str(ingested / "cache2"), "--out", f"{out}.npy", "--info", f"{out}.json", *args]) == 0
+        parts.append(out)
+    assert main(["--quiet", "gather", "--manifest", str(manifest),
+                 "--parts", *[f"{p}.npy" for p in parts], "--infos", *[f"{p}.json" for p in parts],
+                 "--out", str(ingested / "gathered.npy"), "--info", str(ingested / "gathered.json")]) == 0
+    np.testing.assert_array_equal(np.load(ingested / "gathered.npy"), np.load(ingested / "whole.npy"))
+    info = json.loads((ingested / "gathered.json").read_text())
+    assert (info["n_clips"], info["computed"], info["shards"]) == (24, 24, 3)

@@ -17,7 +17,7 @@ CONFIG = {
                 "taxonomy": "demo/taxonomy.csv"},
     "demo": {"generate": True, "out_dir": "demo", "clips_per_class": 8, "seed": 0},
     "split": {"seed": 0, "unseen_per_parent": 1, "fractions": {"train": 0.6, "val": 0.2, "test_seen": 0.2}},
-    "features": {"extractor": "auto", "cache_dir": "results/cache/features", "batch_clips": 16, "workers": 2,
+    "features": {"extractor": "auto", "shards": 2, "cache_dir": "results/cache/features", "batch_clips": 16, "workers": 2,
                  "device": "cpu", "vggish": {"weights_dir": "weights", "download": False,
                                              "final_relu": True, "verify": True}},
     "train": {"device": "cpu"},
@@ -73,7 +73,7 @@ def test_results_table(run):
     for path in ("manifest.csv", "splits.csv", "features/auto.npy", "features/auto.norm.npz",
                  "models/RbL/seed1/model.pt", "models/RbL/seed1/history.csv", "embeddings/InitEmb/seed0.npz"):
         assert (run / "results/mini" / path).is_file(), path
-    assert "logmel" in (run / "results/mini/logs/extract.log").read_text()
+    assert "logmel" in (run / "results/mini/logs/extract/0.log").read_text()
 
 
 def test_rerun_has_nothing_to_do(run):

@@ -116,30 +116,46 @@ def cmd_split(args: argparse.Namespace) -> None:
     _write_csv(splits, args.out)
 
 
+def _save_features(feats: np.ndarray, info: dict, out: str, info_path: str) -> None:
+    with atomic_path(out) as tmp:
+        np.save(tmp, feats)
+    write_text(info_path, json.dumps(info, indent=2))
+
+
 def cmd_extract(args: argparse.Namespace) -> None:
-    from rbl.features import ExtractSettings, extract
+    from rbl.features import ExtractSettings, extract, load_precomputed, shard_rows
     from rbl.train import resolve_device
 
     manifest = _read_table(args.manifest)
+    rows = shard_rows(len(manifest), args.shard, args.shards)
+    paths, digests = list(manifest["path"].iloc[rows]), list(manifest["sha256"].iloc[rows])
     if args.extractor == "precomputed":
-        from rbl.features import load_precomputed
-
-        feats = load_precomputed(list(manifest["path"]))
+        feats = load_precomputed(paths)
         info = {"extractor": "precomputed", "requested": "precomputed", "reason": "dataset.features_dir",
-                "n_clips": len(feats), "computed": 0, "from_cache": 0, "dim": int(feats.shape[1])}
-        with atomic_path(args.out) as tmp:
-            np.save(tmp, feats)
-        write_text(args.info, json.dumps(info, indent=2))
-        return
-    settings = ExtractSettings(extractor=args.extractor, weights_dir=args.weights_dir,
-                               download=args.download, final_relu=args.final_relu, verify=args.verify,
-                               batch_clips=args.batch_clips, workers=args.workers,
-                               device=str(resolve_device(args.device)))
-    feats, info = extract(list(manifest["path"]), list(manifest["sha256"]), settings,
-                          Path(args.cache_dir), progress=not args.quiet)
-    with atomic_path(args.out) as tmp:
-        np.save(tmp, feats)
-    write_text(args.info, json.dumps(info, indent=2))
+                "n_clips": len(feats), "computed": 0, "from_cache": 0}
+    else:
+        settings = ExtractSettings(extractor=args.extractor, weights_dir=args.weights_dir,
+                                   download=args.download, final_relu=args.final_relu, verify=args.verify,
+                                   batch_clips=args.batch_clips, workers=args.workers,
+                                   device=str(resolve_device(args.device)))
+        feats, info = extract(paths, digests, settings, Path(args.cache_dir), progress=not args.quiet)
+    info["shard"] = f"{args.shard + 1} of {args.shards}"
+    _save_features(feats, info, args.out, args.info)
+
+
+def cmd_gather(args: argparse.Namespace) -> None:
+    from rbl.features import merge_infos
+
+    if len(args.parts) != len(args.infos):
+        raise InputError("gather: give one --infos file per --parts file, in the same order")
+    feats = np.concatenate([np.load(p, allow_pickle=False) for p in args.parts])
+    n = len(_read_table(args.manifest))
+    if len(feats) != n:
+        raise InputError(f"gather: the shards hold {len(feats)} clips, the manifest {n}; rerun extraction")
+    info = merge_infos([json.loads(Path(p).read_text()) for p in args.infos])
+    log.info("features: %s; %d clip(s) computed, %d from the cache, in %d shard(s)",
+             info["extractor"], info["computed"], info["from_cache"], len(args.parts))
+    _save_features(feats, info, args.out, args.info)
 
 
 def cmd_normalise(args: argparse.Namespace) -> None:
@@ -302,7 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--info", required=True)
+    p.add_argument("--shard", type=int, default=0, help="this job's shard, counted from 0")
+    p.add_argument("--shards", type=int, default=1, help="number of shards the manifest is cut into")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("gather", help="join extraction shards into one feature matrix")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--parts", nargs="+", required=True)
+    p.add_argument("--infos", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--info", required=True)
+    p.set_defaults(func=cmd_gather)
 
     p = sub.add_parser("normalise", help="z-score features with training-split statistics")
     p.add_argument("--features", required=True)

@@ -113,6 +113,25 @@ def load_precomputed(paths: list[str]) -> np.ndarray:
     return np.stack(rows)
 
 
+def shard_rows(n: int, shard: int, shards: int) -> np.ndarray:
+    """Row indices of one of `shards` contiguous, near-equal parts of n rows."""
+    if not 0 <= shard < shards:
+        raise InputError(f"shard {shard} is not in 0..{shards - 1}")
+    return np.array_split(np.arange(n), shards)[shard]
+
+
+def merge_infos(infos: list[dict]) -> dict:
+    """One record for the shards of an extraction: counts summed, the rest from the first shard."""
+    extractors = {i["extractor"] for i in infos}
+    if len(extractors) != 1:
+        raise InputError(f"shards were extracted with different extractors {sorted(extractors)}; rerun them")
+    merged = {k: v for k, v in infos[0].items() if k != "shard"}
+    for key in ("n_clips", "computed", "from_cache"):
+        merged[key] = sum(i[key] for i in infos)
+    merged["shards"] = len(infos)
+    return merged
+
+
 def _batched(items: list, size: int):
     for k in range(0, len(items), size):
         yield items[k:k + size]

@@ -93,6 +93,23 @@ def clip_inputs(wildcards):
     return [p for p in paths if os.path.isfile(p)]
 
 
+def extractor_args():
+    """The extract stage's settings (precomputed features need none of them)."""
+    if PRECOMPUTED:
+        return (
+            "--extractor precomputed --weights-dir none --download false --final-relu true "
+            "--verify true --batch-clips 1 --device cpu --cache-dir none"
+        )
+    features = config["features"]
+    vggish = features["vggish"]
+    return (
+        f"--extractor {EXTRACTOR} --weights-dir {vggish['weights_dir']} "
+        f"--download {vggish['download']} --final-relu {vggish['final_relu']} "
+        f"--verify {vggish['verify']} --batch-clips {features['batch_clips']} "
+        f"--device {features['device']} --cache-dir {features['cache_dir']}"
+    )
+
+
 def embed_inputs(wildcards):
     """Normalised features, and the checkpoint unless the experiment trains nothing (InitEmb)."""
     inputs = {"features": f"{RESULTS}/features/{EXTRACTOR}.norm.npz"}

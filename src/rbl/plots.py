@@ -1,0 +1,192 @@
+"""Figures for the report: embeddings of a split, training curves, metric bars over experiments.
+
+Each function returns a matplotlib Figure (Agg backend, no display needed); the caller saves it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+MARKERS = "osD^v<>PX*hp8"
+METRIC_ORDER = ["silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "parent_acc", "spearman", "mistake_severity"]
+LOWER_IS_BETTER = {"mistake_severity"}
+MAX_FINE_LEGEND = 40  # above this many fine classes the legend names coarse classes only
+
+
+def _colours(n: int) -> list:
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _sphere_coordinates(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of unit vectors after a rotation that brings their mean direction to
+    (0, 0), the centre of the map, where the projection distorts least."""
+    mean = unit.mean(axis=0)
+    if np.linalg.norm(mean) < 1e-8:
+        mean = np.array([1.0, 0.0, 0.0])
+    a = mean / np.linalg.norm(mean)
+    # Orthonormal basis whose first axis is the mean direction.
+    basis = np.linalg.qr(np.column_stack([a, np.eye(3)[:, np.argsort(np.abs(a))[:2]]]))[0]
+    basis[:, 0] *= np.sign(basis[:, 0] @ a)
+    rotated = unit @ basis
+    lon = np.arctan2(rotated[:, 1], rotated[:, 0])
+    lat = np.arcsin(np.clip(rotated[:, 2], -1.0, 1.0))
+    return lon, lat
+
+
+def plot_embeddings(emb: np.ndarray, labels: np.ndarray, names: list[list[str]], level_names: list[str],
+                    title: str, max_points: int = 5000, seed: int = 0) -> Figure:
+    """Scatter of one split's embeddings, coloured by coarse class and marked by fine class.
+
+    3-d outputs (the paper's model ends in L2 normalisation) are shown on the sphere in an equal-area
+    Mollweide map; other sizes as a 2-d PCA projection. `labels` (N, L) codes (-1 unknown, drawn grey),
+    `names[l][code]` the display name of a class at level l. At most `max_points`, drawn at random.
+    """
+    emb, labels = np.asarray(emb, dtype=float), np.asarray(labels)
+    shown = len(emb)
+    if len(emb) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(emb), max_points, replace=False))
+        emb, labels = emb[keep], labels[keep]
+    coarse, fine = labels[:, 0], labels[:, -1]
+    fig = plt.figure(figsize=(11, 6.5))
+    if emb.shape[1] == 3:
+        ax = fig.add_subplot(1, 1, 1, projection="mollweide")
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        xs, ys = _sphere_coordinates(unit)
+        ax.set_xlabel("longitude (mean direction at the centre)")
+        ax.set_ylabel("latitude")
+        ax.grid(True, alpha=0.3)
+        projection = "unit sphere, equal-area (Mollweide) map"
+    else:
+        ax = fig.add_subplot(1, 1, 1)
+        centred = emb - emb.mean(axis=0)
+        if centred.shape[1] < 2:
+            centred = np.column_stack([centred, np.zeros((len(centred), 2 - centred.shape[1]))])
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        xs, ys = (centred @ vt[:2].T).T
+        share = s[:2] ** 2 / max(float((s ** 2).sum()), 1e-12)
+        ax.set_xlabel(f"PC1 ({share[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC2 ({share[1]:.0%} of variance)")
+        projection = f"PCA of {emb.shape[1]}-d embeddings"
+    coarse_codes = sorted(set(coarse[coarse >= 0].tolist()))
+    colour = dict(zip(coarse_codes, _colours(len(coarse_codes))))
+    # Markers tell apart the fine classes under one parent (colour tells the parent).
+    marker = {}
+    for c in coarse_codes:
+        for i, f in enumerate(sorted(set(fine[(coarse == c) & (fine >= 0)].tolist()))):
+            marker[(c, f)] = MARKERS[i % len(MARKERS)]
+    handles = []
+    for (c, f), m in marker.items():
+        at = (coarse == c) & (fine == f)
+        ax.scatter(xs[at], ys[at], s=14, color=colour[c], marker=m, alpha=0.75, linewidths=0)
+        label = names[0][c] if len(level_names) == 1 else f"{names[0][c]} / {names[-1][f]}"
+        handles.append(Line2D([], [], color=colour[c], marker=m, linestyle="", label=label))
+    for c in coarse_codes:  # known coarse, unknown fine
+        at = (coarse == c) & (fine < 0)
+        if at.any():
+            ax.scatter(xs[at], ys[at], s=10, color=colour[c], marker=".", alpha=0.6)
+            handles.append(Line2D([], [], color=colour[c], marker=".", linestyle="",
+                                  label=f"{names[0][c]} / ({level_names[-1]} unknown)"))
+    if (coarse < 0).any():
+        ax.scatter(xs[coarse < 0], ys[coarse < 0], s=8, color="0.6", marker=".")
+        handles.append(Line2D([], [], color="0.6", marker=".", linestyle="", label="unlabelled"))
+    if len(marker) > MAX_FINE_LEGEND:
+        handles = [Line2D([], [], color=colour[c], marker="o", linestyle="", label=names[0][c]) for c in coarse_codes]
+        legend_title = f"{level_names[0]} (markers: {level_names[-1]})"
+    else:
+        legend_title = level_names[0] if len(level_names) == 1 else f"{level_names[0]} / {level_names[-1]}"
+    ax.legend(handles=handles, title=legend_title, loc="center left", bbox_to_anchor=(1.02, 0.5),
+              fontsize="small", ncol=1 if len(handles) <= 20 else 2, frameon=False)
+    sample = f", {len(emb)} of {shown} points" if shown > len(emb) else f", {shown} points"
+    ax.set_title(f"{title}\n{projection}{sample}; colour: {level_names[0]}, marker: {level_names[-1]}",
+                 fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(histories: dict[str, pd.DataFrame]) -> Figure:
+    """Training loss and validation mean silhouette per epoch for several runs.
+
+    Keys name runs; 'experiment/seed' keys share a colour per experiment (one legend entry each).
+    Frames have columns epoch, loss, val_silhouette; the best validation epoch is marked.
+    """
+    groups = list(dict.fromkeys(key.split("/")[0] for key in histories))
+    colour = dict(zip(groups, _colours(len(groups))))
+    fig, (ax_loss, ax_sil) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, frame in histories.items():
+        c = colour[key.split("/")[0]]
+        ax_loss.plot(frame["epoch"], frame["loss"], color=c, alpha=0.8, lw=1.2)
+        ax_sil.plot(frame["epoch"], frame["val_silhouette"], color=c, alpha=0.8, lw=1.2)
+        if frame["val_silhouette"].notna().any():
+            best = frame.loc[frame["val_silhouette"].idxmax()]
+            ax_sil.plot(best["epoch"], best["val_silhouette"], "o", color=c, ms=5)
+    ax_loss.set(title="Training loss", xlabel="epoch", ylabel="mean loss per batch")
+    ax_sil.set(title="Validation silhouette (mean over levels; dot: best epoch)", xlabel="epoch",
+               ylabel="cosine silhouette")
+    for ax in (ax_loss, ax_sil):
+        ax.grid(True, alpha=0.3)
+    counts = {g: sum(1 for k in histories if k.split("/")[0] == g) for g in groups}
+    handles = [Line2D([], [], color=colour[g], lw=2, label=f"{g} ({counts[g]} run{'s' * (counts[g] > 1)})")
+               for g in groups]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_bars(summary: pd.DataFrame, ncols: int = 3) -> Figure:
+    """One panel per metric: mean over seeds per experiment, grouped by split and level, with the
+    seed standard deviation as error bars (summary columns as rbl.summary.summarise). NaN: 'n/a'."""
+    metrics = sorted(summary["metric"].unique(), key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER
+                                                               else len(METRIC_ORDER), m))
+    experiments = list(dict.fromkeys(summary["experiment"]))
+    colour = dict(zip(experiments, _colours(len(experiments))))
+    several_datasets = summary["dataset"].nunique() > 1
+    ncols = max(1, min(ncols, len(metrics)))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows + 0.8), squeeze=False,
+                             layout="constrained")
+    width = 0.8 / max(1, len(experiments))
+    for ax, metric in zip(axes.flat, metrics):
+        part = summary[summary["metric"] == metric]
+        key_cols = ["dataset", "split", "level"] if several_datasets else ["split", "level"]
+        groups = list(dict.fromkeys(map(tuple, part[key_cols].to_numpy())))
+        for e, experiment in enumerate(experiments):
+            rows = part[part["experiment"] == experiment].set_index(key_cols)
+            for g, group in enumerate(groups):
+                x = g + (e - (len(experiments) - 1) / 2) * width
+                if group not in rows.index:
+                    continue
+                row = rows.loc[group]
+                row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
+                if np.isnan(row["mean"]):
+                    ax.text(x, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize="small", color="0.35")
+                    continue
+                std = row["std"] if not np.isnan(row["std"]) else 0.0
+                ax.bar(x, row["mean"], width, yerr=std, color=colour[experiment], capsize=2,
+                       error_kw={"lw": 0.8})
+        ax.set_xticks(range(len(groups)), ["\n".join(g) for g in groups], fontsize="small", rotation=30,
+                      ha="right", rotation_mode="anchor")
+        ax.axhline(0, color="0.3", lw=0.6)
+        better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+        ax.set_title(f"{metric} ({better})", fontsize="medium")
+        ax.set_ylabel(metric)
+        ax.grid(True, axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    seeds = summary.groupby("experiment")["n_seeds"].max()
+    handles = [Line2D([], [], color=colour[e], lw=8, label=f"{e} ({int(seeds.get(e, 0))} seed"
+                      f"{'s' * (int(seeds.get(e, 0)) != 1)})") for e in experiments]
+    datasets = ", ".join(sorted(summary["dataset"].unique()))
+    fig.suptitle(f"{datasets}: mean over seeds, error bars one standard deviation over seeds")
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
+    return fig
