@@ -15,12 +15,16 @@ if not workflow.config_settings.configfiles:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
     exp="|".join(config["experiments"]),
     seed=r"\d+",
+    split="val|test_seen|test_unseen",
 
 
 include: "workflow/rules/demo.smk"
@@ -35,3 +39,5 @@ rule all:
     input:
         f"{RESULTS}/summary.csv",
         f"{RESULTS}/summary.md",
+        f"{RESULTS}/provenance.md",
+        all_plots,

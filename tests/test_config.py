@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from rbl.train import TrainSettings
+from rbl.experiment import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from rbl import __version__
 from rbl.atomic import atomic_path, write_text
@@ -172,7 +171,10 @@ def cmd_normalise(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from rbl.train import TrainSettings, fit, resolve_device
+    import torch
+
+    from rbl.experiment import TrainSettings
+    from rbl.train import fit, resolve_device
 
     from rbl.data import load_taxonomy
     from rbl.taxonomy import shuffle_leaves
@@ -200,6 +202,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
+    import torch
+
     from rbl.train import load_model, resolve_device
 
     x = np.load(args.features, allow_pickle=False)["x"]
@@ -216,33 +220,88 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from rbl.metrics import silhouette_per_level
+    from rbl.evaluation import evaluate_embeddings
 
     manifest, labels, levels = _labels(args.manifest, args.taxonomy)
     split = _split_of(manifest, args.splits)
-    emb = torch.as_tensor(np.load(args.embeddings, allow_pickle=False)["embeddings"])
-    y = torch.as_tensor(labels)
+    emb = np.load(args.embeddings, allow_pickle=False)["embeddings"]
     info = json.loads(Path(args.features_info).read_text())
-    rows = []
-    for name in ("val", "test_seen", "test_unseen"):
-        mask = torch.as_tensor(split == name)
-        for level, (value, reason) in zip(levels, silhouette_per_level(emb[mask], y[mask])):
-            rows.append({"split": name, "level": level, "metric": "silhouette",
-                         "value": None if np.isnan(value) else value, "n": int(mask.sum()), "reason": reason})
+    table = evaluate_embeddings(emb, labels, split, levels, seed=args.seed)
+    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+            for r in table.to_dict("records")]
     result = {"dataset": args.dataset, "experiment": args.experiment, "seed": args.seed,
               "extractor": info["extractor"], "rbl_version": __version__, "metrics": rows}
     write_text(args.out, json.dumps(result, indent=2))
 
 
+def _class_names(taxonomy_path: str) -> tuple[list[list[str]], list[str]]:
+    from rbl.data import load_taxonomy
+
+    taxonomy = load_taxonomy(taxonomy_path)
+    names = [[node[-1] for node in taxonomy.nodes(level)] for level in range(taxonomy.depth)]
+    return names, list(taxonomy.levels)
+
+
+def _save_figure(fig, out: str) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def cmd_plot_embeddings(args: argparse.Namespace) -> None:
+    from rbl.plots import plot_embeddings
+
+    manifest, labels, _ = _labels(args.manifest, args.taxonomy)
+    split = _split_of(manifest, args.splits)
+    emb = np.load(args.embeddings, allow_pickle=False)["embeddings"]
+    names, levels = _class_names(args.taxonomy)
+    mask = split == args.split
+    if mask.any():
+        fig = plot_embeddings(emb[mask], labels[mask], names, levels, args.title)
+    else:  # e.g. a dataset without a test split: say so in the picture rather than fail the run
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.text(0.5, 0.5, f"{args.title}\nsplit '{args.split}' holds no clips", ha="center", va="center")
+        ax.set_axis_off()
+    _save_figure(fig, args.out)
+
+
+def cmd_plot_training(args: argparse.Namespace) -> None:
+    from rbl.plots import plot_training_curves
+
+    if len(args.histories) != len(args.names):
+        raise InputError("plot-training: give one --names entry per --histories file")
+    histories = {name: pd.read_csv(path) for name, path in zip(args.names, args.histories)}
+    _save_figure(plot_training_curves(histories), args.out)
+
+
 def cmd_summarise(args: argparse.Namespace) -> None:
+    from rbl.plots import plot_metric_bars
     from rbl.summary import long_table, markdown, summarise
 
     results = [json.loads(Path(p).read_text()) for p in args.metrics]
-    table = summarise(long_table(results))
+    long = long_table(results)
+    table = summarise(long)
+    _write_csv(long, args.out_long)
     _write_csv(table, args.out_csv)
     text = markdown(table, title=args.title)
     write_text(args.out_md, text)
+    _save_figure(plot_metric_bars(table), args.out_plot)
     print(text)
+
+
+def cmd_provenance(args: argparse.Namespace) -> None:
+    from rbl.provenance import provenance, to_markdown
+
+    manifest = _read_table(args.manifest)
+    info = json.loads(Path(args.features_info).read_text())
+    config = json.loads(args.config)
+    record = provenance(config, manifest, info)
+    write_text(args.out_json, json.dumps(record, indent=2))
+    write_text(args.out_md, to_markdown(record))
 
 
 # --- parser ---------------------------------------------------------------------------------
@@ -257,7 +316,7 @@ def _bool(text: str) -> bool:
 
 def _add_train_settings(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainSettings field; tuples take several values (none for an empty one)."""
-    from rbl.train import TrainSettings
+    from rbl.experiment import TrainSettings
 
     hints = typing.get_type_hints(TrainSettings)
     for field in dataclasses.fields(TrainSettings):
@@ -358,12 +417,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("summarise", help="tables over experiments and seeds")
+    p = sub.add_parser("plot-embeddings", help="picture of one split's embeddings")
+    for name in ("embeddings", "manifest", "taxonomy", "splits", "split", "title", "out"):
+        p.add_argument(f"--{name}", required=True)
+    p.set_defaults(func=cmd_plot_embeddings)
+
+    p = sub.add_parser("plot-training", help="loss and validation silhouette per epoch")
+    p.add_argument("--histories", nargs="+", required=True)
+    p.add_argument("--names", nargs="+", required=True, help="one 'experiment/seed' label per history")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_plot_training)
+
+    p = sub.add_parser("summarise", help="tables and a bar chart over experiments and seeds")
     p.add_argument("--metrics", nargs="+", required=True)
     p.add_argument("--title", default="Results")
+    p.add_argument("--out-long", required=True, help="metrics.csv: one row per seed, split, level, metric")
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
+    p.add_argument("--out-plot", required=True)
     p.set_defaults(func=cmd_summarise)
+
+    p = sub.add_parser("provenance", help="config, versions, dataset hash, extractor and device of a run")
+    p.add_argument("--config", required=True, help="the run's config as JSON")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--features-info", required=True)
+    p.add_argument("--out-json", required=True)
+    p.add_argument("--out-md", required=True)
+    p.set_defaults(func=cmd_provenance)
     return parser
 
 

@@ -19,14 +19,18 @@ def long_table(results: list[dict]) -> pd.DataFrame:
             value = m["value"] if m["value"] is not None else math.nan
             rows.append({"dataset": result["dataset"], "experiment": result["experiment"],
                          "seed": result["seed"], "extractor": result["extractor"], "split": m["split"],
-                         "level": m["level"], "metric": m["metric"], "value": value, "reason": m["reason"]})
+                         "level": m["level"], "metric": m["metric"], "value": value, "k": m.get("k"),
+                         "reason": m["reason"]})
     return pd.DataFrame(rows)
 
 
 def summarise(long: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample std and count over seeds, and the change of the mean against InitEmb."""
-    grouped = long.groupby(KEYS, sort=False)["value"]
-    table = grouped.agg(mean="mean", std="std", n_seeds="count").reset_index()
+    grouped = long.groupby(KEYS, sort=False)
+    table = grouped["value"].agg(mean="mean", std="std", n_seeds="size").reset_index()
+    # The k chosen on validation, per seed (may differ between seeds), and why a value is undefined.
+    table["k"] = grouped["k"].agg(lambda ks: ",".join(sorted({str(int(k)) for k in ks.dropna()}))).to_numpy()
+    table["reason"] = grouped["reason"].agg(lambda rs: "; ".join(sorted({r for r in rs if r}))).to_numpy()
     base = table[table["experiment"] == BASELINE].set_index(["split", "level", "metric"])["mean"]
     index = pd.MultiIndex.from_frame(table[["split", "level", "metric"]])
     table["delta_vs_InitEmb"] = table["mean"].to_numpy() - base.reindex(index).to_numpy()
@@ -57,5 +61,10 @@ def markdown(table: pd.DataFrame, title: str) -> str:
             cells = {(r["level"], r["metric"]): _cell(r) for _, r in rows.iterrows()}
             seeds = int(rows["n_seeds"].max())
             lines.append(f"| {experiment} | {seeds} | " + " | ".join(cells.get(c, "") for c in columns) + " |")
+        lines.append("")
+    undefined = table[table["mean"].isna()].drop_duplicates(["split", "level", "metric", "reason"])
+    if len(undefined):
+        lines += ["## Not defined", ""]
+        lines += [f"- {r.split} / {r.level} / {r.metric}: {r.reason}" for r in undefined.itertuples()]
         lines.append("")
     return "\n".join(lines)

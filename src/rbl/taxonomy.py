@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from rbl.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 PATH_SEP = "/"
 UNDECIDED = -1
@@ -118,6 +121,7 @@ def tree_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     0 for the same leaf, 2 for leaves sharing a parent, ..., 2L for different roots; -1 where an
     incomplete label leaves the distance undecided (no known level differs, but one is unknown).
     """
+    import torch  # here, so stages that only read tables start without loading torch
     depth = a.shape[1]
     known = (a[:, None, :] >= 0) & (b[None, :, :] >= 0)
     differ = known & (a[:, None, :] != b[None, :, :])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from rbl import losses
+from rbl.experiment import TrainSettings
 from rbl.metrics import mean_silhouette
 from rbl.model import Embedder
 from rbl.sampling import BalancedBatches, random_batches
@@ -20,28 +20,6 @@ from rbl.sampling import BalancedBatches, random_batches
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """One experiment's training settings (from the config's `experiments:` block)."""
-
-    loss: str = "rank"
-    hierarchy: str = "taxonomy"
-    target: str = "edge"
-    distance: str = "cosine"
-    sampler: str = "balanced"
-    optimizer: str = "sgd"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = 12
-    max_epochs: int = 100
-    patience: int = 20
-    margin: float = 0.2
-    margins: tuple[float, ...] = ()
-    out_dim: int = 3
-    hidden: tuple[int, ...] = ()
 
 
 def resolve_device(name: str) -> torch.device:

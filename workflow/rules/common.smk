@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -118,6 +119,21 @@ def embed_inputs(wildcards):
             f"{RESULTS}/models/{wildcards.exp}/seed{wildcards.seed}/model.pt"
         )
     return inputs
+
+
+def all_plots(wildcards=None):
+    """Embedding pictures (first seed of every experiment, every split) and training curves."""
+    plots = [
+        f"{RESULTS}/plots/embeddings/{exp}/seed{seeds_of(exp)[0]}_{split}.png"
+        for exp in config["experiments"]
+        for split in ("val", "test_seen", "test_unseen")
+    ]
+    plots += [
+        f"{RESULTS}/plots/training/{exp}.png"
+        for exp in config["experiments"]
+        if trained(exp)
+    ]
+    return plots
 
 
 def all_metrics(wildcards=None):

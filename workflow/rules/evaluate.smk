@@ -13,7 +13,7 @@ rule evaluate:
         ENV
     params:
         dataset=DATASET["name"],
-        code=code_version("metrics", "taxonomy"),
+        code=code_version("evaluation", "metrics", "taxonomy"),
     shell:
         "rbl evaluate --embeddings {input.embeddings} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --features-info {input.info} "
@@ -21,19 +21,110 @@ rule evaluate:
         "--out {output} 2> {log}"
 
 
+rule plot_embeddings:
+    input:
+        embeddings=f"{RESULTS}/embeddings/{{exp}}/seed{{seed}}.npz",
+        manifest=f"{RESULTS}/manifest.csv",
+        taxonomy=f"{RESULTS}/taxonomy.csv",
+        splits=f"{RESULTS}/splits.csv",
+    output:
+        report(
+            f"{RESULTS}/plots/embeddings/{{exp}}/seed{{seed}}_{{split}}.png",
+            caption="../report/embeddings.rst",
+            category="Embeddings",
+            subcategory="{exp}",
+            labels={"experiment": "{exp}", "seed": "{seed}", "split": "{split}"},
+        ),
+    log:
+        f"{RESULTS}/logs/plots/embeddings/{{exp}}/seed{{seed}}_{{split}}.log",
+    conda:
+        ENV
+    params:
+        title=lambda wc: f"{wc.exp}, seed {wc.seed}: {wc.split}",
+        code=code_version("plots"),
+    shell:
+        "rbl plot-embeddings --embeddings {input.embeddings} --manifest {input.manifest} "
+        "--taxonomy {input.taxonomy} --splits {input.splits} --split {wildcards.split} "
+        "--title '{params.title}' --out {output} 2> {log}"
+
+
+rule plot_training:
+    input:
+        lambda wc: [
+            f"{RESULTS}/models/{wc.exp}/seed{seed}/history.csv"
+            for seed in seeds_of(wc.exp)
+        ],
+    output:
+        report(
+            f"{RESULTS}/plots/training/{{exp}}.png",
+            caption="../report/training.rst",
+            category="Training",
+            labels={"experiment": "{exp}"},
+        ),
+    log:
+        f"{RESULTS}/logs/plots/training/{{exp}}.log",
+    conda:
+        ENV
+    params:
+        names=lambda wc: " ".join(f"{wc.exp}/seed{seed}" for seed in seeds_of(wc.exp)),
+        code=code_version("plots"),
+    shell:
+        "rbl plot-training --histories {input} --names {params.names} --out {output} 2> {log}"
+
+
 rule summarise:
     input:
         all_metrics,
     output:
-        csv=f"{RESULTS}/summary.csv",
+        long=report(
+            f"{RESULTS}/metrics.csv",
+            caption="../report/metrics_long.rst",
+            category="Results",
+            labels={"table": "all runs"},
+        ),
+        csv=report(
+            f"{RESULTS}/summary.csv",
+            caption="../report/summary.rst",
+            category="Results",
+            labels={"table": "summary"},
+        ),
         md=f"{RESULTS}/summary.md",
+        plot=report(
+            f"{RESULTS}/plots/metrics.png",
+            caption="../report/metric_bars.rst",
+            category="Results",
+            labels={"table": "metrics chart"},
+        ),
     log:
         f"{RESULTS}/logs/summarise.log",
     conda:
         ENV
     params:
         title=f"RbL results: {DATASET['name']}",
-        code=code_version("summary"),
+        code=code_version("summary", "plots"),
     shell:
-        "rbl summarise --metrics {input} --title '{params.title}' "
-        "--out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        "rbl summarise --metrics {input} --title '{params.title}' --out-long {output.long} "
+        "--out-csv {output.csv} --out-md {output.md} --out-plot {output.plot} > {log} 2>&1"
+
+
+rule provenance:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+        info=f"{RESULTS}/features/{EXTRACTOR}.json",
+    output:
+        json=f"{RESULTS}/provenance.json",
+        md=report(
+            f"{RESULTS}/provenance.md",
+            caption="../report/provenance.rst",
+            category="Provenance",
+        ),
+    log:
+        f"{RESULTS}/logs/provenance.log",
+    conda:
+        ENV
+    params:
+        config=json.dumps(config, sort_keys=True),
+        code=code_version("provenance"),
+    shell:
+        "rbl provenance --config {params.config:q} --manifest {input.manifest} "
+        "--features-info {input.info} --out-json {output.json} --out-md {output.md} 2> {log}"

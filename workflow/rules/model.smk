@@ -17,7 +17,9 @@ rule train:
     params:
         flags=lambda wc: train_flags(wc.exp),
         device=config["train"]["device"],
-        code=code_version("train", "losses", "model", "sampling", "metrics", "taxonomy"),
+        code=code_version(
+            "train", "experiment", "losses", "model", "sampling", "metrics", "taxonomy"
+        ),
     shell:
         "rbl train --features {input.features} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --seed {wildcards.seed} "

@@ -5,6 +5,8 @@ level is unknown.
 """
 
 from rbl.losses.distances import pairwise_distance
+from rbl.losses.quadruplet import QuadrupletLoss
 from rbl.losses.rank import RankBasedLoss, rank_based_loss
+from rbl.losses.triplet import TripletLoss
 
-__all__ = ["RankBasedLoss", "pairwise_distance", "rank_based_loss"]
+__all__ = ["QuadrupletLoss", "RankBasedLoss", "TripletLoss", "pairwise_distance", "rank_based_loss"]

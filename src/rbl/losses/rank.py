@@ -4,12 +4,16 @@ Every pair of the batch gets a rank, its tree distance. Sorting all pair distanc
 the block of positions [s_r, e_r) that it would fill if the embedding followed the taxonomy
 exactly. A pair outside its block is pulled towards a target distance read off the sorted list;
 L = mean over decided pairs of I_p * (d_p - t_p)^2.
+
+`RankBasedLoss` runs the edge target on CPU float tensors through `_rank_cpu` (NumPy, one
+autograd node, same value and gradient); everything else goes through `rank_based_loss` here.
 """
 
 from __future__ import annotations
 
 import torch
 
+from rbl.losses._rank_cpu import edge_rank_loss
 from rbl.losses.distances import DISTANCES, pairwise_distance
 from rbl.taxonomy import tree_distance
 
@@ -61,6 +65,12 @@ class RankBasedLoss(torch.nn.Module):
         self.target, self.distance = target, distance
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.target == "edge" and _numpy_ready(embeddings, labels):
+            return edge_rank_loss(embeddings, labels, self.distance)
+        return self.forward_torch(embeddings, labels)
+
+    def forward_torch(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The device-generic torch path (any device, dtype and target)."""
         n = len(embeddings)
         i, j = torch.triu_indices(n, n, offset=1, device=embeddings.device)
         dist = pairwise_distance(embeddings, self.distance)[i, j]
@@ -69,3 +79,13 @@ class RankBasedLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"target={self.target!r}, distance={self.distance!r}"
+
+
+def _numpy_ready(embeddings: torch.Tensor, labels: torch.Tensor) -> bool:
+    """Whether the NumPy fast path applies: CPU float32/float64 embeddings, CPU labels."""
+    return (
+        embeddings.device.type == "cpu"
+        and labels.device.type == "cpu"
+        and embeddings.dtype in (torch.float32, torch.float64)
+        and embeddings.dim() == 2
+    )
