@@ -13,6 +13,8 @@ rule extract:
     conda:
         ENV
     threads: FEATURES["workers"]
+    resources:
+        gpu=FEATURES["gpus"],
     params:
         settings=extractor_args(),
         shards=SHARDS,

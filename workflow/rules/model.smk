@@ -14,6 +14,8 @@ rule train:
         f"{RESULTS}/logs/train/{{exp}}/seed{{seed}}.log",
     conda:
         ENV
+    resources:
+        gpu=config["train"]["gpus"],
     params:
         flags=lambda wc: train_flags(wc.exp),
         device=config["train"]["device"],
