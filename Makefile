@@ -32,3 +32,12 @@ lint: setup
 
 clean-results:
 	rm -rf results/demo .snakemake
+
+# The SLURM test alone (tests/test_slurm.py; also part of `make test`): installs slurm-wlm and
+# munge, starts a one-node SLURM (scripts/slurm/), runs the reduced demo on it through
+# workflow/profiles/slurm, compares with a local run, stops SLURM. Needs root; fails, not skips.
+.PHONY: slurm-test
+slurm-test: setup
+	$(BIN)/python -c "import snakemake_executor_plugin_slurm" 2>/dev/null || $(BIN)/pip install -q "snakemake-executor-plugin-slurm>=2.8"
+	scripts/slurm/install.sh
+	RBL_REQUIRE_SLURM=1 python -m pytest tests/test_slurm.py

@@ -34,6 +34,14 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/evaluate.smk"
 
 
+# Cheap jobs run where Snakemake runs, not as cluster jobs.
+localrules:
+    summarise,
+    plot_embeddings,
+    plot_training,
+    provenance,
+
+
 rule all:
     default_target: True
     input:

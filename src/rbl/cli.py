@@ -44,10 +44,72 @@ def _labels(manifest_path: str, taxonomy_path: str) -> tuple[pd.DataFrame, np.nd
 
 
 def _split_of(manifest: pd.DataFrame, splits_path: str) -> np.ndarray:
+    """The split of every manifest row; `skipped` rows (undecodable clips) belong to none."""
+    from rbl.data import SKIPPED, SPLITS
+
     splits = _read_table(splits_path)
+    if "file" not in splits.columns or "split" not in splits.columns:
+        raise InputError(f"{splits_path}: needs the columns file and split; rerun the split stage")
     if list(splits["file"]) != list(manifest["file"]):
         raise InputError(f"{splits_path}: rows do not match the manifest; rerun the split stage")
-    return splits["split"].to_numpy()
+    split = splits["split"].to_numpy()
+    unknown = sorted(set(split) - set(SPLITS) - {SKIPPED})
+    if unknown:
+        raise InputError(f"{splits_path}: unknown split name(s) {unknown}; rerun the split stage")
+    return split
+
+
+STALE_SPLITS = ("they were skipped at extraction but the splits predate it: rerun the split stage with "
+                "--skipped (the workflow does this itself)")
+
+
+def _require_finite(values: np.ndarray, split: np.ndarray, manifest: pd.DataFrame, path: str,
+                    why: str = STALE_SPLITS) -> None:
+    """Rows that a split uses must hold numbers: a NaN row is a skipped clip the splits do not know of."""
+    from rbl.data import SPLITS
+
+    bad = np.isin(split, SPLITS) & ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        files = list(manifest["file"][bad][:3])
+        raise InputError(f"{path}: {int(bad.sum())} clip(s) in the splits hold NaN or Inf, e.g. {files}; {why}")
+
+
+def _load_array(path: str, key: str | None = None) -> np.ndarray:
+    """An array from a .npy (or one entry of a .npz) of ours; never unpickles anything."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if key is None:
+            return data
+        with data:
+            return data[key]
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found; rerun the stage that writes it") from None
+    except KeyError:
+        raise InputError(f"{path}: has no '{key}' array; rerun the stage that writes it") from None
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(f"{path}: not a readable numpy file ({err}); rerun the stage that writes it") from None
+
+
+def _load_checkpoint(path: str, device):
+    """A training checkpoint, loaded with weights_only=True: tensors and plain containers, no code."""
+    import pickle
+
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: checkpoint not found; rerun training") from None
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{path}: refused: the checkpoint holds more than weights ({first}); only files "
+                         "written by `rbl train` are loaded: retrain, and never load checkpoints from "
+                         "untrusted sources") from None
+    except (RuntimeError, ValueError, OSError, EOFError) as err:
+        raise InputError(f"{path}: not a readable checkpoint ({err}); rerun training") from None
+    if not isinstance(checkpoint, dict) or not {"state_dict", "model"} <= set(checkpoint):
+        raise InputError(f"{path}: not a checkpoint of `rbl train` (no state_dict/model); rerun training")
+    return checkpoint
 
 
 # --- stages ---------------------------------------------------------------------------------
@@ -108,17 +170,48 @@ def cmd_split(args: argparse.Namespace) -> None:
     fractions = {}
     for item in args.fractions.split(","):
         name, _, value = item.partition("=")
-        fractions[name.strip()] = float(value)
-    splits = make_splits(_read_table(args.manifest), list(taxonomy.levels), args.unseen_per_parent,
-                         fractions, args.seed)
+        try:
+            fractions[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--fractions: '{item}' is not name=number "
+                             "(e.g. train=0.6,val=0.2,test_seen=0.2)") from None
+    manifest = _read_table(args.manifest)
+    skipped: set[str] = set()
+    if args.skipped:
+        table = _read_table(args.skipped)
+        if "file" not in table.columns:
+            raise InputError(f"{args.skipped}: no 'file' column; rerun feature extraction")
+        skipped = set(table["file"])
+        if skipped:
+            log.warning("%d clip(s) skipped at extraction are left out of every split (see %s)",
+                        len(skipped), args.skipped)
+    splits = make_splits(manifest, list(taxonomy.levels), args.unseen_per_parent, fractions, args.seed,
+                         skipped=skipped)
     log.info("splits: %s", splits["split"].value_counts().to_dict())
     _write_csv(splits, args.out)
+
+
+SKIPPED_COLUMNS = ["file", "reason"]
 
 
 def _save_features(feats: np.ndarray, info: dict, out: str, info_path: str) -> None:
     with atomic_path(out) as tmp:
         np.save(tmp, feats)
     write_text(info_path, json.dumps(info, indent=2))
+
+
+def _write_skipped(clips: list[dict], path: str, info: dict, keep_list: bool) -> None:
+    """skipped.csv (file, reason: one row per clip left out); the record gets its path.
+
+    A shard's record keeps the list too (gather merges it); the gathered record keeps only the
+    count `skipped` and the path `skipped_file`.
+    """
+    _write_csv(pd.DataFrame(clips, columns=SKIPPED_COLUMNS), path)
+    if not keep_list:
+        info.pop("skipped_clips", None)
+    info["skipped_file"] = path
+    if clips:
+        log.warning("%d clip(s) could not be used and were skipped; listed in %s", len(clips), path)
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
@@ -129,16 +222,24 @@ def cmd_extract(args: argparse.Namespace) -> None:
     rows = shard_rows(len(manifest), args.shard, args.shards)
     paths, digests = list(manifest["path"].iloc[rows]), list(manifest["sha256"].iloc[rows])
     if args.extractor == "precomputed":
-        feats = load_precomputed(paths)
+        failed: dict[int, str] = {}
+        feats = load_precomputed(paths, args.on_error, failed)
         info = {"extractor": "precomputed", "requested": "precomputed", "reason": "dataset.features_dir",
-                "n_clips": len(feats), "computed": 0, "from_cache": 0}
+                "n_clips": len(feats), "computed": 0, "from_cache": 0, "skipped": len(failed),
+                "on_error": args.on_error,
+                "skipped_clips": [{"row": i, "path": paths[i], "reason": why} for i, why in sorted(failed.items())]}
     else:
         settings = ExtractSettings(extractor=args.extractor, weights_dir=args.weights_dir,
                                    download=args.download, final_relu=args.final_relu, verify=args.verify,
                                    batch_clips=args.batch_clips, workers=args.workers,
-                                   device=str(resolve_device(args.device)))
+                                   device=str(resolve_device(args.device)), on_error=args.on_error)
         feats, info = extract(paths, digests, settings, Path(args.cache_dir), progress=not args.quiet)
+    # Name skipped clips as the manifest does (its 'file'), for skipped.csv and the split stage.
+    files = list(manifest["file"].iloc[rows])
+    info["skipped_clips"] = [{"file": files[c["row"]], "reason": c["reason"]} for c in info["skipped_clips"]]
     info["shard"] = f"{args.shard + 1} of {args.shards}"
+    if args.skipped:
+        _write_skipped(info["skipped_clips"], args.skipped, info, keep_list=True)
     _save_features(feats, info, args.out, args.info)
 
 
@@ -147,27 +248,41 @@ def cmd_gather(args: argparse.Namespace) -> None:
 
     if len(args.parts) != len(args.infos):
         raise InputError("gather: give one --infos file per --parts file, in the same order")
-    feats = np.concatenate([np.load(p, allow_pickle=False) for p in args.parts])
+    feats = np.concatenate([_load_array(p) for p in args.parts])
     n = len(_read_table(args.manifest))
     if len(feats) != n:
         raise InputError(f"gather: the shards hold {len(feats)} clips, the manifest {n}; rerun extraction")
     info = merge_infos([json.loads(Path(p).read_text()) for p in args.infos])
-    log.info("features: %s; %d clip(s) computed, %d from the cache, in %d shard(s)",
-             info["extractor"], info["computed"], info["from_cache"], len(args.parts))
+    if info["n_clips"] != n:
+        raise InputError(f"gather: the shard records count {info['n_clips']} clips, the manifest {n}; "
+                         "rerun extraction")
+    log.info("features: %s; %d clip(s) computed, %d from the cache, %d skipped, in %d shard(s)",
+             info["extractor"], info["computed"], info["from_cache"], info["skipped"], len(args.parts))
+    if args.skipped:
+        _write_skipped(info["skipped_clips"], args.skipped, info, keep_list=False)
     _save_features(feats, info, args.out, args.info)
 
 
 def cmd_normalise(args: argparse.Namespace) -> None:
     from rbl import normalise
 
-    feats = np.load(args.features, allow_pickle=False)
+    from rbl.data import SKIPPED
+
+    feats = _load_array(args.features)
     manifest = _read_table(args.manifest)
     split = _split_of(manifest, args.splits)
+    if feats.ndim != 2 or len(feats) != len(manifest):
+        raise InputError(f"{args.features}: shape {feats.shape} does not match the manifest's {len(manifest)} "
+                         "clips; rerun extraction")
+    _require_finite(feats, split, manifest, args.features)
     train = split == "train"
+    if not train.any():
+        raise InputError(f"{args.splits}: no training clips to take statistics from; rerun the split stage")
     mean, std = normalise.fit(feats[train])
     with atomic_path(args.out) as tmp:
         np.savez(tmp, x=normalise.apply(feats, mean, std), mean=mean, std=std)
-    log.info("normalised %d clips with statistics of %d training clips", len(feats), int(train.sum()))
+    log.info("normalised %d clips with statistics of %d training clips (%d skipped clip(s) left as NaN)",
+             len(feats), int(train.sum()), int((split == SKIPPED).sum()))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -187,7 +302,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         # The control: train (and early-stop) on a shuffled tree; evaluation uses the true one.
         leaves = load_taxonomy(args.taxonomy).leaf_codes()
         labels = shuffle_leaves(labels, leaves, np.random.default_rng([args.seed, 1]))
-    x = np.load(args.features, allow_pickle=False)["x"]
+    x = _load_array(args.features, "x")
+    if len(x) != len(manifest):
+        raise InputError(f"{args.features}: {len(x)} rows, the manifest {len(manifest)}; rerun normalise")
+    _require_finite(x, split, manifest, args.features)
     device = resolve_device(args.device)
     log.info("training %s on %s, seed %d", settings, device, args.seed)
     train, val = split == "train", split == "val"
@@ -206,13 +324,19 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
     from rbl.train import load_model, resolve_device
 
-    x = np.load(args.features, allow_pickle=False)["x"]
+    x = _load_array(args.features, "x")
     if args.checkpoint:
         device = resolve_device(args.device)
-        checkpoint = torch.load(args.checkpoint, map_location=device, weights_only=True)
-        model = load_model(checkpoint, device)
+        checkpoint = _load_checkpoint(args.checkpoint, device)
+        try:
+            model = load_model(checkpoint, device)
+        except (KeyError, TypeError, RuntimeError) as err:
+            raise InputError(f"{args.checkpoint}: does not fit the embedding model ({err}); rerun training") from None
+        if model.config["in_dim"] != x.shape[1]:
+            raise InputError(f"{args.checkpoint}: trained on {model.config['in_dim']}-d features, "
+                             f"{args.features} holds {x.shape[1]}-d ones; rerun training")
         with torch.no_grad():
-            emb = model(torch.as_tensor(x, device=device)).cpu().numpy()
+            emb = model(torch.as_tensor(x, dtype=torch.float32, device=device)).cpu().numpy()
     else:
         emb = x  # InitEmb: the normalised input features themselves.
     with atomic_path(args.out) as tmp:
@@ -223,14 +347,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from rbl.evaluation import evaluate_embeddings
 
     manifest, labels, levels = _labels(args.manifest, args.taxonomy)
+    from rbl.data import SKIPPED
+
     split = _split_of(manifest, args.splits)
-    emb = np.load(args.embeddings, allow_pickle=False)["embeddings"]
+    emb = _load_array(args.embeddings, "embeddings")
+    if len(emb) != len(manifest):
+        raise InputError(f"{args.embeddings}: {len(emb)} rows, the manifest {len(manifest)}; rerun embed")
+    _require_finite(emb, split, manifest, args.embeddings,
+                    "either the model diverged (lower the experiment's lr) or the clips were skipped at "
+                    "extraction after the splits were made (rerun the split stage)")
     info = json.loads(Path(args.features_info).read_text())
     table = evaluate_embeddings(emb, labels, split, levels, seed=args.seed)
     rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
             for r in table.to_dict("records")]
     result = {"dataset": args.dataset, "experiment": args.experiment, "seed": args.seed,
-              "extractor": info["extractor"], "rbl_version": __version__, "metrics": rows}
+              "extractor": info["extractor"], "rbl_version": __version__,
+              "skipped": int((split == SKIPPED).sum()), "metrics": rows}
     write_text(args.out, json.dumps(result, indent=2))
 
 
@@ -255,7 +387,7 @@ def cmd_plot_embeddings(args: argparse.Namespace) -> None:
 
     manifest, labels, _ = _labels(args.manifest, args.taxonomy)
     split = _split_of(manifest, args.splits)
-    emb = np.load(args.embeddings, allow_pickle=False)["embeddings"]
+    emb = _load_array(args.embeddings, "embeddings")
     names, levels = _class_names(args.taxonomy)
     mask = split == args.split
     if mask.any():
@@ -361,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unseen-per-parent", type=int, required=True)
     p.add_argument("--fractions", required=True, help="e.g. train=0.6,val=0.2,test_seen=0.2")
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--skipped", default="", help="skipped.csv of extraction: these clips get the split 'skipped'")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_split)
 
@@ -379,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--info", required=True)
     p.add_argument("--shard", type=int, default=0, help="this job's shard, counted from 0")
     p.add_argument("--shards", type=int, default=1, help="number of shards the manifest is cut into")
+    p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                   help="a clip that cannot be decoded: stop with its name, or skip it (NaN row, listed)")
+    p.add_argument("--skipped", default="", help="also write the skipped clips (file, reason) to this CSV")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("gather", help="join extraction shards into one feature matrix")
@@ -387,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--infos", nargs="+", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--info", required=True)
+    p.add_argument("--skipped", default="", help="write the skipped clips of all shards (file, reason) here")
     p.set_defaults(func=cmd_gather)
 
     p = sub.add_parser("normalise", help="z-score features with training-split statistics")

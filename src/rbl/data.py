@@ -20,6 +20,9 @@ from rbl.taxonomy import Taxonomy
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test_seen", "test_unseen")
+# The split of a clip left out because its audio could not be decoded (features.on_error: skip):
+# it stays in the manifest, is listed in skipped.csv and takes part in no split.
+SKIPPED = "skipped"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 
 
@@ -77,7 +80,9 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
     """
     for column in ("file", "label"):
         if column not in annotations.columns:
-            raise InputError(f"{source}: no '{column}' column (columns are {list(annotations.columns)}); "
+            separator = next((f" (it looks {name}-separated: save it with commas)" for sep, name in
+                              ((";", "semicolon"), ("\t", "tab")) if any(sep in c for c in annotations.columns)), "")
+            raise InputError(f"{source}: no '{column}' column (columns are {list(annotations.columns)}){separator}; "
                              "annotations need 'file' and 'label', optionally 'group' and 'split'")
     if len(annotations) == 0:
         raise InputError(f"{source}: no rows")
@@ -90,6 +95,9 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
             raise InputError(f"{where}: '{rel}' is listed again (first at line {first_line[rel]}); keep one row per file")
         first_line[rel] = line
         path = _resolve(root, rel, where, suffix)
+        if not record["label"].strip():
+            raise InputError(f"{where}: the 'label' cell is empty; give a taxonomy node (a leaf, an inner node "
+                             "for an incomplete label, or a path 'parent/child')")
         try:
             node = taxonomy.resolve(record["label"])
         except KeyError as err:

@@ -4,9 +4,15 @@ Extractors: `vggish` (the published VGGish CNN + PCA, mean-pooled over the clip'
 examples) and `logmel` (the same log-mel frontend, mean and std per band: weightless). `auto`
 takes VGGish when its weights are present or can be downloaded, else logmel, and says so.
 
-The cache is content-addressed: one .npy per clip under cache_dir/<settings key>/, named by the
+The cache is content-addressed: one .npz per clip under cache_dir/<settings key>/, named by the
 audio's sha256, where the settings key hashes everything that changes the features. A rerun after
-a data change computes only the clips it has not seen.
+a data change (or an interrupted run) computes only the clips it has not seen. Entries are written
+to a hidden temporary file and renamed, so an entry is whole or absent; each holds the audio digest
+and a sha256 of the vector, checked on every read, so a damaged entry is recomputed, never used.
+
+A clip that cannot be decoded stops extraction with a message naming the file (`on_error="stop"`,
+the default), or with `on_error="skip"` is left out: its row of the feature matrix is NaN (never a
+made-up vector), and it is listed with the reason in the extraction record (`skipped`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,9 +38,17 @@ from rbl.errors import InputError
 log = logging.getLogger(__name__)
 
 EXTRACTORS = ("auto", "vggish", "logmel")
+ON_ERROR = ("stop", "skip")
 # Bump when the feature computation changes, so cached clips are recomputed.
 FEATURE_VERSION = 1
+# Bump when the layout of a cache entry changes.
+CACHE_FORMAT = 2
 DIM = 128
+# A temporary file of an interrupted write older than this is removed (a write takes milliseconds;
+# the margin keeps clear of concurrent extraction jobs writing into the same cache).
+STALE_TMP_SECONDS = 3600
+ON_ERROR_HINT = ("or set the config key features.on_error: skip to leave such clips out "
+                 "(they are listed with the reason in results/<dataset>/skipped.csv)")
 
 
 @dataclass(frozen=True)
@@ -45,32 +61,55 @@ class ExtractSettings:
     batch_clips: int = 32
     workers: int = 2
     device: str = "cpu"
+    on_error: str = "stop"
+
+
+def _checksum(vec: np.ndarray, digest: str) -> str:
+    return hashlib.sha256(digest.encode() + np.ascontiguousarray(vec, dtype="<f4").tobytes()).hexdigest()
 
 
 class Cache:
-    """Per-clip feature vectors on disk, written atomically and checked on read."""
+    """Per-clip feature vectors on disk, written atomically and verified on read.
+
+    An entry `<sha256[:2]>/<sha256>.npz` holds the vector `x`, the audio digest `audio` and
+    `check`, a sha256 of both. A read that fails in any way (missing, truncated, not a zip, wrong
+    shape, NaN, another clip's entry, checksum mismatch) returns None: the clip is recomputed.
+    Temporary files of interrupted writes start with '.', so no reader takes them for entries.
+    """
 
     def __init__(self, root: Path, settings: dict) -> None:
-        key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        self.settings = {**settings, "format": CACHE_FORMAT}
+        key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
         self.dir = Path(root) / key
-        self.settings = settings
+        self.rejected = 0
 
     def path(self, digest: str) -> Path:
-        return self.dir / digest[:2] / f"{digest}.npy"
+        return self.dir / digest[:2] / f"{digest}.npz"
 
     def get(self, digest: str) -> np.ndarray | None:
         path = self.path(digest)
         if not path.is_file():
             return None
         try:
-            vec = np.load(path, allow_pickle=False)
-        except (ValueError, OSError):
+            with np.load(path, allow_pickle=False) as entry:
+                vec, audio_digest, check = entry["x"], str(entry["audio"]), str(entry["check"])
+            ok = (vec.dtype == np.float32 and vec.shape == (DIM,) and audio_digest == digest
+                  and check == _checksum(vec, digest) and bool(np.isfinite(vec).all()))
+        except Exception as err:  # noqa: BLE001 - whatever is wrong with the file, it is recomputed
+            log.warning("cache entry %s is unreadable (%s: %s); recomputing it", path, type(err).__name__, err)
+            ok = False
+        else:
+            if not ok:
+                log.warning("cache entry %s fails its checks; recomputing it", path)
+        if not ok:
+            self.rejected += 1
             return None
-        return vec if vec.shape == (DIM,) and np.isfinite(vec).all() else None
+        return vec
 
     def put(self, digest: str, vec: np.ndarray) -> None:
+        vec = np.ascontiguousarray(vec, dtype=np.float32)
         with atomic_path(self.path(digest)) as tmp:
-            np.save(tmp, vec.astype(np.float32))
+            np.savez(tmp, x=vec, audio=np.array(digest), check=np.array(_checksum(vec, digest)))
 
     def describe(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +117,23 @@ class Cache:
         if not settings_file.exists():
             with atomic_path(settings_file) as tmp:
                 tmp.write_text(json.dumps(self.settings, indent=2, sort_keys=True))
+
+    def remove_stale_temporaries(self, older_than: float = STALE_TMP_SECONDS) -> int:
+        """Delete temporary files left by interrupted writes (hidden '.*.tmp*' files), if old enough."""
+        removed, now = 0, time.time()
+        for dirpath, _, names in os.walk(self.dir):
+            for name in names:
+                if name.startswith(".") and ".tmp" in name:
+                    path = Path(dirpath, name)
+                    try:
+                        if now - path.stat().st_mtime > older_than:
+                            path.unlink()
+                            removed += 1
+                    except OSError:
+                        pass  # another job removed or renamed it
+        if removed:
+            log.info("removed %d temporary file(s) of interrupted cache writes", removed)
+        return removed
 
 
 def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
@@ -95,22 +151,52 @@ def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
     return "vggish", "configured" if settings.extractor == "vggish" else "weights found"
 
 
-def load_precomputed(paths: list[str]) -> np.ndarray:
-    """(N, D) matrix of one precomputed vector per clip; every file must hold the same finite shape."""
-    rows = []
-    for path in paths:
+def _reason(err: Exception, path: str) -> str:
+    """An error's message without the leading '<path>: ' (the skipped list names the file itself)."""
+    text = str(err)
+    return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
+
+
+def load_precomputed(paths: list[str], on_error: str = "stop",
+                     skipped: dict[int, str] | None = None) -> np.ndarray:
+    """(N, D) matrix of one precomputed vector per clip; every file must hold the same finite shape.
+
+    With on_error="skip", an unreadable file or one holding NaN/Inf gets a NaN row and its index and
+    reason go into `skipped`; vectors of a different size always stop (the dataset is inconsistent).
+    """
+    rows: list[np.ndarray | None] = []
+    first = None
+    for i, path in enumerate(paths):
         try:
-            vec = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as err:
-            raise InputError(f"{path}: not a readable .npy array ({err})") from None
-        vec = np.asarray(vec, dtype=np.float32).reshape(-1)
-        if rows and vec.shape != rows[0].shape:
-            raise InputError(f"{path}: {vec.size} values where {paths[0]} has {rows[0].size}; "
+            try:
+                vec = np.load(path, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as err:
+                raise InputError(f"{path}: not a readable .npy array ({err})") from None
+            try:
+                vec = np.asarray(vec, dtype=np.float32).reshape(-1)
+            except (TypeError, ValueError):
+                raise InputError(f"{path}: holds {vec.dtype} values, not numbers; recompute this clip") from None
+            if not np.isfinite(vec).all():
+                raise InputError(f"{path}: holds NaN or Inf; recompute or remove this clip")
+        except InputError as err:
+            if skipped is None:
+                raise
+            if on_error != "skip":
+                raise InputError(f"{err}; {ON_ERROR_HINT}") from None
+            skipped[i] = _reason(err, path)
+            log.warning("skipped %s: %s", path, skipped[i])
+            rows.append(None)
+            continue
+        if first is not None and vec.shape != rows[first].shape:
+            raise InputError(f"{path}: {vec.size} values where {paths[first]} has {rows[first].size}; "
                              "every clip needs a vector of the same size")
-        if not np.isfinite(vec).all():
-            raise InputError(f"{path}: holds NaN or Inf; recompute or remove this clip")
+        first = i if first is None else first
         rows.append(vec)
-    return np.stack(rows)
+    if first is None:
+        raise InputError(f"none of the {len(paths)} feature file(s) could be read (e.g. {paths[0]}: "
+                         f"{skipped[0] if skipped else 'no files'}); check dataset.features_dir")
+    nan = np.full_like(rows[first], np.nan)
+    return np.stack([nan if r is None else r for r in rows])
 
 
 def shard_rows(n: int, shard: int, shards: int) -> np.ndarray:
@@ -125,9 +211,10 @@ def merge_infos(infos: list[dict]) -> dict:
     extractors = {i["extractor"] for i in infos}
     if len(extractors) != 1:
         raise InputError(f"shards were extracted with different extractors {sorted(extractors)}; rerun them")
-    merged = {k: v for k, v in infos[0].items() if k != "shard"}
-    for key in ("n_clips", "computed", "from_cache"):
-        merged[key] = sum(i[key] for i in infos)
+    merged = {k: v for k, v in infos[0].items() if k not in ("shard", "skipped_clips")}
+    for key in ("n_clips", "computed", "from_cache", "skipped"):
+        merged[key] = sum(i.get(key, 0) for i in infos)
+    merged["skipped_clips"] = [clip for i in infos for clip in i.get("skipped_clips", [])]
     merged["shards"] = len(infos)
     return merged
 
@@ -137,9 +224,25 @@ def _batched(items: list, size: int):
         yield items[k:k + size]
 
 
+def _decode(path: str) -> tuple[np.ndarray | None, str]:
+    """A clip's waveform, or None and why it cannot be used (any failure: the file is the problem)."""
+    try:
+        return audio.load(path), ""
+    except InputError as err:
+        return None, _reason(err, path)
+    except Exception as err:  # noqa: BLE001 - a decoder failing in an unforeseen way on a bad file
+        return None, f"cannot decode audio ({type(err).__name__}: {err})"
+
+
 def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cache_root: Path,
             progress: bool = True) -> tuple[np.ndarray, dict]:
-    """(N, 128) features of the files, in order, and a record of what was done."""
+    """(N, 128) features of the files, in order, and a record of what was done.
+
+    A clip that cannot be decoded raises InputError (on_error "stop") or is skipped (on_error
+    "skip"): its row is NaN and `info["skipped_clips"]` lists {"row", "path", "reason"}.
+    """
+    if settings.on_error not in ON_ERROR:
+        raise InputError(f"features.on_error: '{settings.on_error}' is not one of {', '.join(ON_ERROR)}")
     name, reason = choose_extractor(settings)
     banner = f"FEATURE EXTRACTOR: {name} ({reason})"
     log.warning(banner) if name != settings.extractor else log.info(banner)
@@ -155,6 +258,7 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
                                verify=settings.verify)
     cache = Cache(cache_root, cache_settings)
     cache.describe()
+    cache.remove_stale_temporaries()
     out = np.zeros((len(paths), DIM), dtype=np.float32)
     todo = []
     for i, digest in enumerate(digests):
@@ -168,28 +272,56 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
     for i in todo:
         unique.setdefault(digests[i], i)
     work = list(unique.values())
+    computed: dict[str, np.ndarray] = {}
+    failed: dict[str, str] = {}  # digest -> reason
+
+    def refuse(i: int, why: str) -> None:
+        if settings.on_error == "stop":
+            raise InputError(f"{paths[i]}: {why}; {ON_ERROR_HINT}")
+        failed[digests[i]] = why
+        log.warning("skipped %s: %s", paths[i], why)
+
     bar = tqdm(total=len(work), desc=f"extracting ({name})", unit="clip", disable=not progress)
     with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
         for chunk in _batched(work, max(1, settings.batch_clips)):
-            waves = [torch.from_numpy(w).to(device) for w in pool.map(lambda i: audio.load(paths[i]), chunk)]
-            with torch.inference_mode():
-                if name == "vggish":
-                    from rbl.vggish.frontend import clip_examples
-
-                    examples, clip_index = clip_examples(waves)
-                    feats = model.pool(model(examples), clip_index, len(waves))
+            decoded = list(pool.map(lambda i: _decode(paths[i]), chunk))
+            good = []
+            for i, (wave, why) in zip(chunk, decoded):
+                if wave is None:
+                    refuse(i, why)
                 else:
-                    from rbl.vggish.frontend import clip_logmel_stats
+                    good.append((i, wave))
+            if good:
+                waves = [torch.from_numpy(w).to(device) for _, w in good]
+                with torch.inference_mode():
+                    if name == "vggish":
+                        from rbl.vggish.frontend import clip_examples
 
-                    feats = clip_logmel_stats(waves)
-            for i, vec in zip(chunk, feats.float().cpu().numpy()):
-                cache.put(digests[i], vec)
+                        examples, clip_index = clip_examples(waves)
+                        feats = model.pool(model(examples), clip_index, len(waves))
+                    else:
+                        from rbl.vggish.frontend import clip_logmel_stats
+
+                        feats = clip_logmel_stats(waves)
+                for (i, _), vec in zip(good, feats.float().cpu().numpy()):
+                    if not np.isfinite(vec).all():
+                        refuse(i, "its features are not finite (extreme sample values?); replace or remove it")
+                        continue
+                    cache.put(digests[i], vec)
+                    computed[digests[i]] = vec
             bar.update(len(chunk))
     bar.close()
+    skipped_clips = []
     for i in todo:
-        out[i] = cache.get(digests[i])
+        if digests[i] in failed:
+            out[i] = np.nan  # never a made-up vector: any use of this row shows up as NaN
+            skipped_clips.append({"row": i, "path": paths[i], "reason": failed[digests[i]]})
+        else:
+            out[i] = computed[digests[i]]
     info = {"extractor": name, "requested": settings.extractor, "reason": reason,
-            "n_clips": len(paths), "computed": len(work), "from_cache": len(paths) - len(todo),
-            "cache_dir": str(cache.dir), "settings": asdict(settings)}
-    log.info("features: %d clip(s) computed, %d from the cache", len(work), info["from_cache"])
+            "n_clips": len(paths), "computed": len(work) - len(failed), "from_cache": len(paths) - len(todo),
+            "skipped": len(skipped_clips), "on_error": settings.on_error, "skipped_clips": skipped_clips,
+            "cache_rejected": cache.rejected, "cache_dir": str(cache.dir), "settings": asdict(settings)}
+    log.info("features: %d clip(s) computed, %d from the cache, %d skipped", info["computed"],
+             info["from_cache"], len(skipped_clips))
     return out, info

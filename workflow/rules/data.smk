@@ -44,6 +44,8 @@ rule split:
     input:
         manifest=f"{RESULTS}/manifest.csv",
         taxonomy=f"{RESULTS}/taxonomy.csv",
+        # Clips extraction could not use (features.on_error: skip) take part in no split.
+        skipped=f"{RESULTS}/skipped.csv",
     output:
         f"{RESULTS}/splits.csv",
     log:
@@ -58,4 +60,4 @@ rule split:
     shell:
         "rbl split --manifest {input.manifest} --taxonomy {input.taxonomy} "
         "--unseen-per-parent {params.unseen} --fractions {params.fractions} "
-        "--seed {params.seed} --out {output} 2> {log}"
+        "--seed {params.seed} --skipped {input.skipped} --out {output} 2> {log}"

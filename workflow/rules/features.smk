@@ -18,10 +18,11 @@ rule extract:
     params:
         settings=extractor_args(),
         shards=SHARDS,
+        on_error=FEATURES["on_error"],
         code=code_version("features", "audio", "vggish"),
     shell:
         "rbl extract --manifest {input} {params.settings} --workers {threads} "
-        "--shard {wildcards.shard} --shards {params.shards} "
+        "--shard {wildcards.shard} --shards {params.shards} --on-error {params.on_error} "
         "--out {output.features} --info {output.info} 2> {log}"
 
 
@@ -38,6 +39,8 @@ rule gather_features:
     output:
         features=f"{RESULTS}/features/{EXTRACTOR}.npy",
         info=f"{RESULTS}/features/{EXTRACTOR}.json",
+        # Clips left out by features.on_error: skip (file, reason); the split stage marks them.
+        skipped=f"{RESULTS}/skipped.csv",
     log:
         f"{RESULTS}/logs/gather_features.log",
     conda:
@@ -46,7 +49,7 @@ rule gather_features:
         code=code_version("features"),
     shell:
         "rbl gather --manifest {input.manifest} --parts {input.parts} --infos {input.infos} "
-        "--out {output.features} --info {output.info} 2> {log}"
+        "--out {output.features} --info {output.info} --skipped {output.skipped} 2> {log}"
 
 
 rule normalise:
