@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import tree_distance_loop
+from loops import tree_distance_loop
 from rbl.errors import InputError
 from rbl.taxonomy import Taxonomy, shuffle_leaves, tree_distance
 
