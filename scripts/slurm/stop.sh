@@ -45,19 +45,9 @@ descendants() {
     done
 }
 
-# SIGTERM, then SIGKILL after 10 s; true when all the given pids are gone.
-end_pids() {
-    local pid left
-    kill -TERM "$@" 2>/dev/null
-    for _ in $(seq 100); do
-        left=""
-        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && left="$left $pid"; done
-        [ -z "$left" ] && return 0
-        sleep 0.1
-    done
-    echo "pids$left ignored SIGTERM for 10 s: SIGKILL"
-    # shellcheck disable=SC2086
-    kill -KILL $left 2>/dev/null
+# True once all the given pids are gone, waiting up to 10 s; the survivors are left in $left.
+wait_gone() {
+    local pid
     for _ in $(seq 100); do
         left=""
         for pid in "$@"; do kill -0 "$pid" 2>/dev/null && left="$left $pid"; done
@@ -65,6 +55,16 @@ end_pids() {
         sleep 0.1
     done
     return 1
+}
+
+# SIGTERM, then SIGKILL after 10 s; true when all the given pids are gone.
+end_pids() {
+    kill -TERM "$@" 2>/dev/null
+    wait_gone "$@" && return 0
+    echo "pids$left ignored SIGTERM for 10 s: SIGKILL"
+    # shellcheck disable=SC2086
+    kill -KILL $left 2>/dev/null
+    wait_gone "$@"
 }
 
 for name in slurmd slurmctld munged; do
