@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/rbl_speed.py [--threads 1] [--batches 12 64 256 1024] [--rounds 5]
 
-Contenders: `RankBasedLoss()` (cosine, edge target; on CPU its NumPy path), the same loss's
+Contenders: `RankBasedLoss()` (cosine, edge target; on CPU its compiled kernel), the same loss's
 device-generic torch path (`forward_torch`, what runs on GPU), and the per-pair baseline in
 authors_style.py. Labels: 2 levels, 3 coarse x 3 fine classes as in the paper, leaves drawn
 uniformly; embeddings (N, 3) like the paper's model output. Each timed call is

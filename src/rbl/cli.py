@@ -294,6 +294,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from rbl.data import load_taxonomy
     from rbl.taxonomy import shuffle_leaves
 
+    torch.set_num_threads(args.threads)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)}
     settings = TrainSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
     manifest, labels, _ = _labels(args.manifest, args.taxonomy)
@@ -538,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", required=True)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     _add_train_settings(p)
     p.set_defaults(func=cmd_train)
 

@@ -14,6 +14,7 @@ rule train:
         f"{RESULTS}/logs/train/{{exp}}/seed{{seed}}.log",
     conda:
         ENV
+    threads: config["train"]["threads"]
     resources:
         gpu=config["train"]["gpus"],
     params:
@@ -25,7 +26,7 @@ rule train:
     shell:
         "rbl train --features {input.features} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --seed {wildcards.seed} "
-        "--device {params.device} {params.flags} --out {output.model} "
+        "--device {params.device} --threads {threads} {params.flags} --out {output.model} "
         "--history {output.history} 2> {log}"
 
 

@@ -1,179 +1,334 @@
-"""RbL with the edge target on CPU: NumPy forward and analytic gradient, one autograd node.
+"""RbL with the edge target on CPU: one compiled pass for value and gradient, one autograd node.
 
-Why: on CPU this loss is bookkeeping over small arrays, where torch's per-operator and autograd
-costs dominate (a bare normalise-matmul graph takes about 0.3 ms forward+backward at batch 12 on
-the benchmark machine, more than the whole of this path). Value and gradient equal
-`rank_based_loss(pairwise_distance(x)[i, j], tree_distance(labels, labels)[i, j], "edge")`
-(tests/test_losses.py checks it).
+Why compiled (numba) rather than torch or NumPy operators: on CPU this loss is bookkeeping over
+small arrays, where per-operator costs dominate. A bare torch normalise-matmul graph takes about
+0.3 ms forward+backward at batch 12 on the benchmark machine, and the earlier NumPy version of
+this module spent about 0.13 ms in some 40 NumPy calls; the compiled kernel does the whole batch
+in a few microseconds, leaving the fixed cost of one autograd node (see benchmarks/README.md).
+The torch path in `rank.py` stays the device-generic implementation (GPU, reference target).
+
+Value and gradient equal `rank_based_loss(pairwise_distance(x)[i, j], tree_distance(labels,
+labels)[i, j], "edge")` (tests/test_losses.py checks both against the pair-by-pair loop).
 
 How: with t_p = clamp(d_p, lo_r, hi_r), lo_r and hi_r the sorted distances at the first and last
 position of rank r's block, (d_p - t_p)^2 equals the loss term I_p (d_p - t_p)^2 of every pair,
-tied or not (a misplaced pair equal to its edge contributes 0 either way), so no full sort is
-needed: only the order statistics at the block boundaries (`np.partition` on large batches).
-The samples are ordered by label group, so lo and hi over the N x N pair matrix are constant
-blocks (see `_groups`).
+tied or not (a misplaced pair equal to its edge contributes 0 either way). So no sort is needed:
+only the order statistics at the boundaries between blocks, found by selection (quickselect),
+largest boundary first so that each next one only scans the part left of the last. Work is
+O(N^2 (D + L)) with O(N^2) memory for the pair list.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
+import numba
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from rbl.losses._groups import LabelGroups, label_groups
-
 EPS_NORM = 1e-12  # F.normalize's eps
 EPS_SQUARED = 1e-12  # pairwise_distance's floor on squared euclidean distances
-SORT_UP_TO = 4096  # order statistics by a full sort up to this many matrix entries, else by selection
+UNDECIDED = -1
+COSINE, EUCLIDEAN = 0, 1
+_KINDS = {"cosine": COSINE, "euclidean": EUCLIDEAN}
+BUCKETS = 4096  # order statistics of more than 4 x this many pairs go through value buckets
+MAX_LEVELS = 100  # rank levels are stored as int8
 
 
-def edge_rank_loss(embeddings: torch.Tensor, labels: torch.Tensor, distance: str) -> torch.Tensor:
+class Workspace:
+    """Pair buffers kept between calls: a batch of 1024 needs 4.7 MB of them, and allocating that
+    afresh on every call costs more than the loss itself (page faults)."""
+
+    def __init__(self) -> None:
+        self.dist = np.empty(0)
+        self.level = np.empty(0, dtype=np.int8)
+
+    def buffers(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers for the pairs of n samples (grown, never shrunk)."""
+        pairs = n * (n - 1) // 2
+        if len(self.dist) < pairs:
+            self.dist = np.empty(pairs)
+            self.level = np.empty(pairs, dtype=np.int8)
+        return self.dist, self.level
+
+
+def edge_rank_loss(embeddings: torch.Tensor, labels: torch.Tensor, distance: str,
+                   workspace: Workspace | None = None) -> torch.Tensor:
     """RbL (edge target) of CPU float embeddings (N, D) with labels (N, L); one autograd node."""
+    workspace = workspace or Workspace()
     if torch.is_grad_enabled() and embeddings.requires_grad:
-        return _EdgeRankLoss.apply(embeddings, labels, distance)
-    loss, _ = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance, want_grad=False)
-    return torch.from_numpy(np.asarray(loss, dtype=_numpy_dtype(embeddings)))
+        return _EdgeRankLoss.apply(embeddings, labels, distance, workspace)
+    loss, _ = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance, False, workspace)
+    return torch.tensor(loss, dtype=embeddings.dtype)
 
 
 class _EdgeRankLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, embeddings: torch.Tensor, labels: torch.Tensor, distance: str) -> torch.Tensor:
-        loss, grad = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance)
+    def forward(ctx, embeddings: torch.Tensor, labels: torch.Tensor, distance: str,
+                workspace: Workspace) -> torch.Tensor:
+        loss, grad = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance, True, workspace)
         ctx.grad = torch.from_numpy(grad)
-        return torch.from_numpy(np.asarray(loss, dtype=grad.dtype))
+        return torch.tensor(loss, dtype=embeddings.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: torch.Tensor):
-        return grad_output * ctx.grad, None, None
+        return grad_output * ctx.grad, None, None, None
 
 
-def loss_and_grad(x: np.ndarray, labels: np.ndarray, distance: str, want_grad: bool = True):
-    """(loss, d loss / d x or None) for embeddings x (N, D) and labels (N, L), -1 unknown."""
-    groups = label_groups(labels)
-    n_pairs = int(groups.pairs[:-1].sum())
-    if n_pairs == 0:
-        return 0.0, np.zeros_like(x) if want_grad else None
-    xs = x if groups.order is None else x[groups.order]
-    dist, vjp = _DISTANCES[distance](xs)
-    lo, hi = _block_edges(dist, groups)
-    resid = groups.expand(lo[groups.level])
-    np.maximum(dist, resid, out=resid)
-    np.minimum(resid, groups.expand(hi[groups.level]), out=resid)
-    np.subtract(dist, resid, out=resid)  # d_p - t_p, 0 unless p is misplaced
-    if groups.order is not None:
-        resid.flat[:: len(resid) + 1] = 0.0  # a sample is no pair (ungrouped: level L + 1 did it)
-    loss = float(np.vdot(resid, resid)) / (2 * n_pairs)
-    if not want_grad:
-        return loss, None
-    grad = vjp(resid, 2.0 / n_pairs)  # d loss / d d_p = 2 (d_p - t_p) / P, at [i, j] and [j, i]
-    if groups.order is None:
-        return loss, grad
-    out = np.empty_like(grad)
-    out[groups.order] = grad
-    return loss, out
+def loss_and_grad(x: np.ndarray, labels: np.ndarray, distance: str, want_grad: bool = True,
+                  workspace: Workspace | None = None, buckets: int = BUCKETS):
+    """(loss, d loss / d x or None) for embeddings x (N, D) and labels (N, L), negative = unknown.
 
-
-def _block_edges(dist: np.ndarray, groups: LabelGroups) -> tuple[np.ndarray, np.ndarray]:
-    """lo, hi (L + 2,) by level: the sorted pair distances at the edges of each rank's block.
-
-    The undecided slot gets (-inf, +inf): its pairs are never pulled. Small batches sort the
-    whole matrix; large ones select the few order statistics needed from the upper triangle.
+    The kernel computes in float64; the gradient comes back in x's dtype.
     """
-    if dist.size <= SORT_UP_TO:
-        return _edges_by_sort(dist, groups)
-    return _edges_by_selection(dist, groups)
+    if labels.ndim != 2 or labels.shape[1] > MAX_LEVELS or len(labels) != len(x):
+        raise ValueError(f"labels must be (N, L) with N = {len(x)} and L <= {MAX_LEVELS}, got {labels.shape}")
+    x64 = np.ascontiguousarray(x, dtype=np.float64)
+    codes = np.ascontiguousarray(labels, dtype=np.int64)
+    dist, level = (workspace or Workspace()).buffers(len(x))
+    loss, grad = _kernel(x64, codes, _KINDS[distance], want_grad, dist, level, buckets)
+    return loss, (grad.astype(x.dtype, copy=False) if want_grad else None)
 
 
-def _edges_by_sort(dist: np.ndarray, groups: LabelGroups) -> tuple[np.ndarray, np.ndarray]:
-    """Each pair sits twice in the symmetric matrix, so with the diagonal at -inf and undecided
-    pairs at +inf, sorted position q of the pair list is position n + 2q (and n + 2q + 1)."""
-    n, c = len(dist), len(groups.pairs) - 1
-    values = dist.copy()
-    if groups.pairs[-1]:
-        np.copyto(values, np.inf, where=groups.expand(groups.level == c))
-    values.flat[:: n + 1] = -np.inf
-    values = values.reshape(-1)
-    values.sort()
-    counts = groups.pairs[:-1]
-    after = 2 * np.cumsum(counts) + n
-    # First and last position of every block, then the undecided slot: position 0 (-inf) and
-    # the last one (+inf when a pair is undecided, else unused).
-    at = np.empty(2 * (c + 1), dtype=np.intp)
-    np.subtract(after, 2 * counts, out=at[:c])
-    np.subtract(after, 1, out=at[c + 1 : -1])
-    at[c], at[-1] = 0, values.size - 1
-    edges = values.take(at, mode="clip")  # absent ranks may point past the end: unused
-    return edges[: c + 1], edges[c + 1 :]
+def tree_distance_np(a: np.ndarray) -> np.ndarray:
+    """`rbl.taxonomy.tree_distance(a, a)` as the kernel computes it: (N, N) ranks 0, 2, ..., 2L, or -1."""
+    return _tree_distances(np.ascontiguousarray(a, dtype=np.int64))
 
 
-def _edges_by_selection(dist: np.ndarray, groups: LabelGroups) -> tuple[np.ndarray, np.ndarray]:
-    """One `np.partition` per boundary between consecutive present ranks (NumPy's SIMD selection
-    takes one kth at a time), largest first so that each next one only scans what lies left of
-    the last; undecided pairs at +inf sort last."""
-    n, c = len(dist), len(groups.pairs) - 1
-    upper = _upper_triangle(n)
-    values = dist.reshape(-1).take(upper)
-    if groups.pairs[-1]:
-        np.putmask(values, groups.expand(groups.level == c).reshape(-1).take(upper), np.inf)
-    lo = np.full(c + 1, -np.inf, dtype=dist.dtype)
-    hi = np.full(c + 1, np.inf, dtype=dist.dtype)
-    counts = groups.pairs[:-1]
+@numba.njit(cache=True, inline="always")
+def _pair_rank(labels: np.ndarray, i: int, j: int) -> int:
+    """Tree distance of rows i and j: 2 (L - first level where both are known and differ), else 0
+    when both rows are complete, else UNDECIDED (an unknown level leaves it open).
+
+    Written without early exits (the compiler makes the ifs selects): with random labels the
+    branches of a level-by-level search mispredict, which cost more than the whole comparison.
+    """
+    depth = labels.shape[1]
+    first = depth
+    complete = True
+    for level in range(depth - 1, -1, -1):
+        a, b = labels[i, level], labels[j, level]
+        known = (a >= 0) & (b >= 0)
+        complete &= known
+        if known & (a != b):
+            first = level
+    rank = 2 * (depth - first)
+    if (first == depth) & ~complete:
+        rank = UNDECIDED
+    return rank
+
+
+@numba.njit(cache=True)
+def _tree_distances(labels: np.ndarray) -> np.ndarray:
+    n = labels.shape[0]
+    out = np.empty((n, n), dtype=np.int64)
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = _pair_rank(labels, i, j)
+    return out
+
+
+@numba.njit(cache=True)
+def _select(values: np.ndarray, stop: int, k: int) -> None:
+    """Reorder values[:stop] so that values[k] is its k-th smallest, smaller ones before, larger after
+    (quickselect, median-of-three pivots, Hoare partition)."""
+    lo, hi = 0, stop - 1
+    while hi > lo:
+        mid = (lo + hi) // 2
+        if values[mid] < values[lo]:
+            values[mid], values[lo] = values[lo], values[mid]
+        if values[hi] < values[lo]:
+            values[hi], values[lo] = values[lo], values[hi]
+        if values[hi] < values[mid]:
+            values[hi], values[mid] = values[mid], values[hi]
+        pivot = values[mid]
+        i, j = lo, hi
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+@numba.njit(cache=True)
+def _order_statistics(values: np.ndarray, level: np.ndarray, n: int, positions: np.ndarray,
+                      buckets: int) -> np.ndarray:
+    """The values at the given positions (ascending) of the n decided values (level >= 0) sorted.
+
+    Few values (up to 4 x buckets): quickselect on a copy. Many: one pass counts them into
+    `buckets` linear value buckets (monotone in the value, so bucket order is sorted order), a
+    second copies out only the buckets holding a wanted position, and quickselect runs inside
+    those: two passes over the pairs instead of one quickselect per position.
+    """
+    m = len(positions)
+    out = np.empty(m)
+    if n <= 4 * buckets:
+        scratch = np.empty(n)
+        fill = 0
+        for q in range(len(values)):
+            if level[q] >= 0:
+                scratch[fill] = values[q]
+                fill += 1
+        stop = n
+        for t in range(m - 1, -1, -1):  # largest first: each next one lies left of the last
+            _select(scratch, stop, positions[t])
+            out[t] = scratch[positions[t]]
+            stop = positions[t] + 1
+        return out
+    low, high = np.inf, -np.inf
+    for q in range(len(values)):
+        if level[q] >= 0:
+            low, high = min(low, values[q]), max(high, values[q])
+    if not high > low:
+        out[:] = low
+        return out
+    scale = buckets / (high - low)
+    counts = np.zeros(buckets + 1, dtype=np.int64)
+    for q in range(len(values)):
+        if level[q] >= 0:
+            counts[min(int((values[q] - low) * scale), buckets - 1) + 1] += 1
+    starts = np.cumsum(counts)  # bucket b holds sorted positions [starts[b], starts[b + 1])
+    bucket = np.searchsorted(starts, positions, side="right") - 1
+    offset = np.full(buckets, -1, dtype=np.int64)
+    size = 0
+    for b in bucket:
+        if offset[b] < 0:
+            offset[b] = size
+            size += starts[b + 1] - starts[b]
+    scratch = np.empty(size)
+    fill = offset.copy()
+    for q in range(len(values)):
+        if level[q] >= 0:
+            b = min(int((values[q] - low) * scale), buckets - 1)
+            if offset[b] >= 0:
+                scratch[fill[b]] = values[q]
+                fill[b] += 1
+    for t in range(m):
+        b = bucket[t]
+        part = scratch[offset[b]:offset[b] + starts[b + 1] - starts[b]]
+        k = positions[t] - starts[b]
+        _select(part, len(part), k)
+        out[t] = part[k]
+    return out
+
+
+@numba.njit(cache=True)
+def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_buffer: np.ndarray,
+            level_buffer: np.ndarray, buckets: int):
+    n, dim = x.shape
+    depth = labels.shape[1]
+    # Rows as the distance sees them: unit vectors (cosine) or the embeddings (euclidean).
+    rows = np.empty_like(x)
+    norms = np.empty(n)
+    denom = np.ones(n)
+    for i in range(n):
+        norm = 0.0
+        for k in range(dim):
+            norm += x[i, k] * x[i, k]
+        norms[i] = np.sqrt(norm)
+        if kind == COSINE:
+            denom[i] = max(norms[i], EPS_NORM)
+        for k in range(dim):
+            rows[i, k] = x[i, k] / denom[i]
+    squares = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for k in range(dim):
+            s += rows[i, k] * rows[i, k]
+        squares[i] = s
+
+    # Every pair i < j in order: distance and rank level (rank // 2, -1 undecided); counts per level.
+    n_all = n * (n - 1) // 2
+    dist, level = dist_buffer[:n_all], level_buffer[:n_all]
+    counts = np.zeros(depth + 1, dtype=np.int64)
+    q = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            rank = _pair_rank(labels, i, j)
+            if rank == UNDECIDED:
+                level[q] = -1
+            else:
+                dot = 0.0
+                for k in range(dim):
+                    dot += rows[i, k] * rows[j, k]
+                if kind == COSINE:
+                    dist[q] = 1.0 - dot
+                else:
+                    dist[q] = np.sqrt(max(squares[i] + squares[j] - 2.0 * dot, EPS_SQUARED))
+                level[q] = rank // 2
+                counts[rank // 2] += 1
+            q += 1
+    p = counts.sum()
+    grad = np.zeros((n, dim) if want_grad else (0, dim))
+    if p == 0:
+        return 0.0, grad
+
+    # Block edges: lo (first) and hi (last sorted distance) of each level's block. The lowest
+    # present level has nothing before it and the highest nothing after: -inf and +inf.
+    lo = np.full(depth + 1, -np.inf)
+    hi = np.full(depth + 1, np.inf)
     ends = np.cumsum(counts)
     present = np.flatnonzero(counts)
-    stop = values.size
-    for before, after in zip(present[-2::-1], present[:0:-1]):
-        k = int(ends[before]) - 1
-        part = values[:stop]
-        part.partition(k)
-        hi[before], lo[after] = part[k], part[k + 1 :].min()
-        stop = k + 1
-    return lo, hi
+    positions = np.empty(2 * (len(present) - 1), dtype=np.int64)
+    for b in range(len(present) - 1):  # the boundary after level present[b]
+        positions[2 * b] = ends[present[b]] - 1
+        positions[2 * b + 1] = ends[present[b]]
+    edges = _order_statistics(dist, level, p, positions, buckets)
+    for b in range(len(present) - 1):
+        hi[present[b]] = edges[2 * b]
+        lo[present[b + 1]] = edges[2 * b + 1]
 
-
-@lru_cache(maxsize=8)
-def _upper_triangle(n: int) -> np.ndarray:
-    """Flat indices of the entries above the diagonal of an n x n matrix."""
-    upper = np.flatnonzero(np.triu(np.ones((n, n), dtype=bool), 1))
-    upper.flags.writeable = False
-    return upper
-
-
-def _cosine(x: np.ndarray):
-    """Cosine distances as `pairwise_distance(x, "cosine")`, and the backward of a pair-sum loss."""
-    norm = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-    denom = np.maximum(norm, EPS_NORM)
-    unit = x / denom
-    dist = np.dot(unit, np.ascontiguousarray(unit.T))
-    np.subtract(1.0, dist, out=dist)
-
-    def vjp(grad_dist: np.ndarray, scale: float) -> np.ndarray:
-        """d loss / d x for d loss / d dist = scale * grad_dist (symmetric, zero diagonal)."""
-        grad_unit = np.dot(grad_dist, unit)
-        radial = np.einsum("ij,ij->i", grad_unit, unit)[:, None] * (norm >= EPS_NORM)
-        return (grad_unit - radial * unit) * (-scale / denom)
-
-    return dist, vjp
-
-
-def _euclidean(x: np.ndarray):
-    """Euclidean distances as `pairwise_distance(x, "euclidean")`, and the backward of a pair-sum loss."""
-    sq = np.einsum("ij,ij->i", x, x)
-    squared = sq[:, None] + sq[None, :] - np.dot(2.0 * x, np.ascontiguousarray(x.T))
-    dist = np.sqrt(np.maximum(squared, EPS_SQUARED))
-
-    def vjp(grad_dist: np.ndarray, scale: float) -> np.ndarray:
-        """d loss / d x for d loss / d dist = scale * grad_dist (symmetric, zero diagonal)."""
-        h = grad_dist * (squared >= EPS_SQUARED) / dist
-        return (h.sum(axis=1)[:, None] * x - np.dot(h, x)) * scale
-
-    return dist, vjp
-
-
-def _numpy_dtype(tensor: torch.Tensor) -> np.dtype:
-    return np.float32 if tensor.dtype == torch.float32 else np.float64
-
-
-_DISTANCES = {"cosine": _cosine, "euclidean": _euclidean}
+    # Residuals d_p - clamp(d_p, lo, hi): nonzero only for misplaced pairs.
+    total = 0.0
+    scale = 2.0 / p
+    q = -1
+    for i in range(n):
+        for j in range(i + 1, n):
+            q += 1
+            c = level[q]
+            if c < 0:
+                continue
+            d = dist[q]
+            resid = d - min(max(d, lo[c]), hi[c])
+            if resid == 0.0:
+                continue
+            total += resid * resid
+            if not want_grad:
+                continue
+            g = scale * resid  # d loss / d d_p
+            if kind == COSINE:
+                for k in range(dim):  # d_p = 1 - u_i . u_j
+                    grad[i, k] -= g * rows[j, k]
+                    grad[j, k] -= g * rows[i, k]
+            else:
+                dot = 0.0
+                for k in range(dim):
+                    dot += x[i, k] * x[j, k]
+                if squares[i] + squares[j] - 2.0 * dot >= EPS_SQUARED:  # else the floor holds d
+                    for k in range(dim):  # d_p = |x_i - x_j|
+                        step = g * (x[i, k] - x[j, k]) / d
+                        grad[i, k] += step
+                        grad[j, k] -= step
+    if want_grad and kind == COSINE:
+        # Back through u = x / max(|x|, eps): project out the radial part where |x| >= eps.
+        for i in range(n):
+            if norms[i] >= EPS_NORM:
+                radial = 0.0
+                for k in range(dim):
+                    radial += grad[i, k] * rows[i, k]
+                for k in range(dim):
+                    grad[i, k] = (grad[i, k] - radial * rows[i, k]) / denom[i]
+            else:
+                for k in range(dim):
+                    grad[i, k] /= denom[i]
+    return total / p, grad

@@ -5,15 +5,15 @@ the block of positions [s_r, e_r) that it would fill if the embedding followed t
 exactly. A pair outside its block is pulled towards a target distance read off the sorted list;
 L = mean over decided pairs of I_p * (d_p - t_p)^2.
 
-`RankBasedLoss` runs the edge target on CPU float tensors through `_rank_cpu` (NumPy, one
-autograd node, same value and gradient); everything else goes through `rank_based_loss` here.
+`RankBasedLoss` runs the edge target on CPU float tensors through `_rank_cpu` (a compiled kernel,
+one autograd node, same value and gradient); everything else goes through `rank_based_loss` here.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rbl.losses._rank_cpu import edge_rank_loss
+from rbl.losses._rank_cpu import Workspace, edge_rank_loss
 from rbl.losses.distances import DISTANCES, pairwise_distance
 from rbl.taxonomy import tree_distance
 
@@ -63,10 +63,11 @@ class RankBasedLoss(torch.nn.Module):
         if distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
         self.target, self.distance = target, distance
+        self._workspace = Workspace()
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.target == "edge" and _numpy_ready(embeddings, labels):
-            return edge_rank_loss(embeddings, labels, self.distance)
+        if self.target == "edge" and _kernel_applies(embeddings, labels):
+            return edge_rank_loss(embeddings, labels, self.distance, self._workspace)
         return self.forward_torch(embeddings, labels)
 
     def forward_torch(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -81,8 +82,8 @@ class RankBasedLoss(torch.nn.Module):
         return f"target={self.target!r}, distance={self.distance!r}"
 
 
-def _numpy_ready(embeddings: torch.Tensor, labels: torch.Tensor) -> bool:
-    """Whether the NumPy fast path applies: CPU float32/float64 embeddings, CPU labels."""
+def _kernel_applies(embeddings: torch.Tensor, labels: torch.Tensor) -> bool:
+    """Whether the compiled CPU kernel applies: CPU float32/float64 embeddings, CPU labels."""
     return (
         embeddings.device.type == "cpu"
         and labels.device.type == "cpu"
