@@ -1,21 +1,24 @@
-"""RbL with the edge target on CPU: one compiled pass for value and gradient, one autograd node.
+"""RbL with the edge target on CPU: a compiled kernel (numba) for value and gradient, one autograd node.
 
-Why compiled (numba) rather than torch or NumPy operators: on CPU this loss is bookkeeping over
-small arrays, where per-operator costs dominate. A bare torch normalise-matmul graph takes about
-0.3 ms forward+backward at batch 12 on the benchmark machine, and the earlier NumPy version of
-this module spent about 0.13 ms in some 40 NumPy calls; the compiled kernel does the whole batch
-in a few microseconds, leaving the fixed cost of one autograd node (see benchmarks/README.md).
-The torch path in `rank.py` stays the device-generic implementation (GPU, reference target).
+Why compiled rather than torch or NumPy operators: on CPU this loss is bookkeeping over small
+arrays, where per-operator costs dominate. A bare torch normalise-matmul graph takes about 0.3 ms
+forward+backward at batch 12 on the benchmark machine, and the earlier NumPy version of this
+module spent about 0.13 ms in some 40 NumPy calls; the kernel does a batch of 12 in a few
+microseconds, leaving the fixed cost of one autograd node (see benchmarks/README.md). The torch
+path in `rank.py` stays the device-generic implementation (GPU, reference target).
 
 Value and gradient equal `rank_based_loss(pairwise_distance(x)[i, j], tree_distance(labels,
-labels)[i, j], "edge")` (tests/test_losses.py checks both against the pair-by-pair loop).
+labels)[i, j], "edge")`, computed in float64 (tests/test_losses.py checks both against the
+pair-by-pair loop and the torch path).
 
 How: with t_p = clamp(d_p, lo_r, hi_r), lo_r and hi_r the sorted distances at the first and last
 position of rank r's block, (d_p - t_p)^2 equals the loss term I_p (d_p - t_p)^2 of every pair,
 tied or not (a misplaced pair equal to its edge contributes 0 either way). So no sort is needed:
-only the order statistics at the boundaries between blocks, found by selection (quickselect),
-largest boundary first so that each next one only scans the part left of the last. Work is
-O(N^2 (D + L)) with O(N^2) memory for the pair list.
+only the order statistics at the boundaries between blocks (`_order_statistics`). Pair ranks are
+looked up in a table between the batch's distinct label rows. Three passes over the N (N - 1) / 2
+pairs, each running along memory so that the compiler vectorises it: distances and levels,
+order statistics, residuals and the gradient (`_scatter`). Buffers for the pairs are kept between
+calls (`Workspace`): 9 bytes per pair.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ UNDECIDED = -1
 COSINE, EUCLIDEAN = 0, 1
 _KINDS = {"cosine": COSINE, "euclidean": EUCLIDEAN}
 BUCKETS = 4096  # order statistics of more than 4 x this many pairs go through value buckets
-MAX_LEVELS = 100  # rank levels are stored as int8
+MAX_LEVELS = 60  # rank levels are stored as int8, with FLOORED added
+FLOORED = 64  # marks a pair whose euclidean distance the floor holds
 
 
 class Workspace:
@@ -162,8 +166,9 @@ def _select(values: np.ndarray, stop: int, k: int) -> None:
 
 @numba.njit(cache=True)
 def _order_statistics(values: np.ndarray, level: np.ndarray, n: int, positions: np.ndarray,
-                      buckets: int) -> np.ndarray:
-    """The values at the given positions (ascending) of the n decided values (level >= 0) sorted.
+                      buckets: int, low: float, high: float) -> np.ndarray:
+    """The values at the given positions (ascending) of the n decided values (level >= 0) sorted;
+    low and high are the smallest and largest of them.
 
     Few values (up to 4 x buckets): quickselect on a copy. Many: one pass counts them into
     `buckets` linear value buckets (monotone in the value, so bucket order is sorted order), a
@@ -185,10 +190,6 @@ def _order_statistics(values: np.ndarray, level: np.ndarray, n: int, positions: 
             out[t] = scratch[positions[t]]
             stop = positions[t] + 1
         return out
-    low, high = np.inf, -np.inf
-    for q in range(len(values)):
-        if level[q] >= 0:
-            low, high = min(low, values[q]), max(high, values[q])
     if not high > low:
         out[:] = low
         return out
@@ -223,14 +224,46 @@ def _order_statistics(values: np.ndarray, level: np.ndarray, n: int, positions: 
 
 
 @numba.njit(cache=True)
+def _label_groups(labels: np.ndarray):
+    """Rows grouped by equal labels: (group of each row, (G, G) rank levels between groups (rank // 2,
+    -1 undecided), rows per group). A batch holds few distinct label rows (the taxonomy's leaves),
+    so ranks are worked out between groups once and looked up per pair."""
+    n, depth = labels.shape
+    group = np.empty(n, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)  # a row of each group
+    count = 0
+    for i in range(n):
+        found = count
+        for g in range(count):
+            same = True
+            for level in range(depth):
+                same &= labels[i, level] == labels[first[g], level]
+            if same:
+                found = g
+                break
+        if found == count:
+            first[count] = i
+            count += 1
+        group[i] = found
+    table = np.empty((count, count), dtype=np.int8)
+    for a in range(count):
+        for b in range(count):
+            rank = _pair_rank(labels, first[a], first[b])
+            table[a, b] = -1 if rank == UNDECIDED else rank // 2
+    return group, table, np.bincount(group, minlength=count)
+
+
+@numba.njit(cache=True)
 def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_buffer: np.ndarray,
             level_buffer: np.ndarray, buckets: int):
     n, dim = x.shape
     depth = labels.shape[1]
-    # Rows as the distance sees them: unit vectors (cosine) or the embeddings (euclidean).
-    rows = np.empty_like(x)
+    # Columns of the rows as the distance sees them: unit vectors (cosine) or the embeddings
+    # (euclidean), transposed so that the loops over a row's partners run along memory.
+    cols = np.empty((dim, n))
     norms = np.empty(n)
     denom = np.ones(n)
+    squares = np.zeros(n)
     for i in range(n):
         norm = 0.0
         for k in range(dim):
@@ -239,39 +272,50 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
         if kind == COSINE:
             denom[i] = max(norms[i], EPS_NORM)
         for k in range(dim):
-            rows[i, k] = x[i, k] / denom[i]
-    squares = np.empty(n)
-    for i in range(n):
-        s = 0.0
-        for k in range(dim):
-            s += rows[i, k] * rows[i, k]
-        squares[i] = s
+            cols[k, i] = x[i, k] / denom[i]
+            squares[i] += cols[k, i] * cols[k, i]
 
-    # Every pair i < j in order: distance and rank level (rank // 2, -1 undecided); counts per level.
-    n_all = n * (n - 1) // 2
-    dist, level = dist_buffer[:n_all], level_buffer[:n_all]
+    # Pairs per level, from the groups.
+    group, table, sizes = _label_groups(labels)
     counts = np.zeros(depth + 1, dtype=np.int64)
-    q = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            rank = _pair_rank(labels, i, j)
-            if rank == UNDECIDED:
-                level[q] = -1
-            else:
-                dot = 0.0
-                for k in range(dim):
-                    dot += rows[i, k] * rows[j, k]
-                if kind == COSINE:
-                    dist[q] = 1.0 - dot
-                else:
-                    dist[q] = np.sqrt(max(squares[i] + squares[j] - 2.0 * dot, EPS_SQUARED))
-                level[q] = rank // 2
-                counts[rank // 2] += 1
-            q += 1
+    for a in range(len(sizes)):
+        for b in range(a, len(sizes)):
+            if table[a, b] >= 0:
+                counts[table[a, b]] += sizes[a] * (sizes[a] - 1) // 2 if a == b else sizes[a] * sizes[b]
     p = counts.sum()
-    grad = np.zeros((n, dim) if want_grad else (0, dim))
+    grad = np.zeros((n, dim))
     if p == 0:
         return 0.0, grad
+
+    # Every pair i < j, row by row: distance, and level = rank // 2 (-1 undecided; + FLOORED where
+    # the euclidean floor holds the distance, so it passes no gradient).
+    dist, level = dist_buffer, level_buffer
+    low, high = np.inf, -np.inf
+    start = 0
+    for i in range(n - 1):
+        seg = dist[start:start + n - i - 1]
+        seg[:] = 0.0
+        for k in range(dim):
+            ci, ck = cols[k, i], cols[k, i + 1:]
+            for t in range(len(seg)):
+                seg[t] += ci * ck[t]
+        ranks = table[group[i]]
+        for t in range(len(seg)):
+            j = i + 1 + t
+            c = ranks[group[j]]
+            if kind == COSINE:
+                d = 1.0 - seg[t]
+            else:
+                squared = squares[i] + squares[j] - 2.0 * seg[t]
+                d = np.sqrt(max(squared, EPS_SQUARED))
+                if squared < EPS_SQUARED and c >= 0:
+                    c += FLOORED
+            seg[t] = d
+            level[start + t] = c
+            if c >= 0:
+                low, high = min(low, d), max(high, d)
+        start += len(seg)
+    n_all = start
 
     # Block edges: lo (first) and hi (last sorted distance) of each level's block. The lowest
     # present level has nothing before it and the highest nothing after: -inf and +inf.
@@ -283,52 +327,62 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
     for b in range(len(present) - 1):  # the boundary after level present[b]
         positions[2 * b] = ends[present[b]] - 1
         positions[2 * b + 1] = ends[present[b]]
-    edges = _order_statistics(dist, level, p, positions, buckets)
+    edges = _order_statistics(dist[:n_all], level[:n_all], p, positions, buckets, low, high)
     for b in range(len(present) - 1):
         hi[present[b]] = edges[2 * b]
         lo[present[b + 1]] = edges[2 * b + 1]
 
-    # Residuals d_p - clamp(d_p, lo, hi): nonzero only for misplaced pairs.
+    # Residuals r_p = d_p - clamp(d_p, lo, hi), nonzero only for misplaced pairs; each pair's
+    # distance is replaced by its weight in the gradient: d loss / d d_p = 2 r_p / P, over d_p
+    # for the euclidean distance (d d_p / d x_i = (x_i - x_j) / d_p).
     total = 0.0
     scale = 2.0 / p
-    q = -1
-    for i in range(n):
-        for j in range(i + 1, n):
-            q += 1
-            c = level[q]
-            if c < 0:
-                continue
-            d = dist[q]
-            resid = d - min(max(d, lo[c]), hi[c])
-            if resid == 0.0:
-                continue
-            total += resid * resid
-            if not want_grad:
-                continue
-            g = scale * resid  # d loss / d d_p
-            if kind == COSINE:
-                for k in range(dim):  # d_p = 1 - u_i . u_j
-                    grad[i, k] -= g * rows[j, k]
-                    grad[j, k] -= g * rows[i, k]
-            else:
-                dot = 0.0
-                for k in range(dim):
-                    dot += x[i, k] * x[j, k]
-                if squares[i] + squares[j] - 2.0 * dot >= EPS_SQUARED:  # else the floor holds d
-                    for k in range(dim):  # d_p = |x_i - x_j|
-                        step = g * (x[i, k] - x[j, k]) / d
-                        grad[i, k] += step
-                        grad[j, k] -= step
-    if want_grad and kind == COSINE:
-        # Back through u = x / max(|x|, eps): project out the radial part where |x| >= eps.
-        for i in range(n):
-            if norms[i] >= EPS_NORM:
+    for q in range(n_all):
+        c = level[q]
+        valid = c >= 0
+        c = c & (FLOORED - 1) if valid else 0
+        d = dist[q]
+        r = d - min(max(d, lo[c]), hi[c]) if valid else 0.0
+        total += r * r
+        if kind == COSINE:
+            dist[q] = scale * r
+        else:
+            dist[q] = scale * r / d if level[q] < FLOORED else 0.0
+    if want_grad:
+        _scatter(cols, dist, kind, grad)
+        if kind == COSINE:
+            # Back through u = x / max(|x|, eps): project out the radial part where |x| >= eps.
+            for i in range(n):
                 radial = 0.0
                 for k in range(dim):
-                    radial += grad[i, k] * rows[i, k]
+                    radial += grad[i, k] * cols[k, i]
+                if norms[i] < EPS_NORM:
+                    radial = 0.0
                 for k in range(dim):
-                    grad[i, k] = (grad[i, k] - radial * rows[i, k]) / denom[i]
-            else:
-                for k in range(dim):
-                    grad[i, k] /= denom[i]
+                    grad[i, k] = (grad[i, k] - radial * cols[k, i]) / denom[i]
     return total / p, grad
+
+
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _scatter(cols: np.ndarray, weight: np.ndarray, kind: int, grad: np.ndarray) -> None:
+    """grad (N, D) += the gradient of sum_p w_p d_p's inner part: for cosine, d loss / d u_i =
+    -sum_j w_ij u_j; for euclidean, sum_j w_ij (x_i - x_j). Sums reassociated: they vectorise."""
+    dim, n = cols.shape
+    start = 0
+    for i in range(n - 1):
+        m = n - i - 1
+        w = weight[start:start + m]
+        for k in range(dim):
+            ci, ck = cols[k, i], cols[k, i + 1:]
+            acc = 0.0
+            if kind == COSINE:
+                for t in range(m):
+                    acc -= w[t] * ck[t]
+                    grad[i + 1 + t, k] -= w[t] * ci
+            else:
+                for t in range(m):
+                    step = w[t] * (ci - ck[t])
+                    acc += step
+                    grad[i + 1 + t, k] -= step
+            grad[i, k] += acc
+        start += m
