@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	snakemake --cores $(CORES)
+	snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 	@echo; cat results/demo/summary.md
 
 test: setup
