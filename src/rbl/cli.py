@@ -216,7 +216,7 @@ def _write_skipped(clips: list[dict], path: str, info: dict, keep_list: bool) ->
 
 def cmd_extract(args: argparse.Namespace) -> None:
     from rbl.features import ExtractSettings, extract, load_precomputed, shard_rows
-    from rbl.train import resolve_device
+    from rbl.device import resolve_device
 
     manifest = _read_table(args.manifest)
     rows = shard_rows(len(manifest), args.shard, args.shards)
@@ -289,7 +289,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from rbl.experiment import TrainSettings
-    from rbl.train import fit, resolve_device
+    from rbl.device import resolve_device
+    from rbl.train import fit
 
     from rbl.data import load_taxonomy
     from rbl.taxonomy import shuffle_leaves
@@ -323,7 +324,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_embed(args: argparse.Namespace) -> None:
     import torch
 
-    from rbl.train import load_model, resolve_device
+    from rbl.device import resolve_device
+    from rbl.train import load_model
 
     x = _load_array(args.features, "x")
     if args.checkpoint:

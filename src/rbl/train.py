@@ -22,13 +22,6 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks cuda when present; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def make_loss(settings: TrainSettings) -> torch.nn.Module:
     if settings.loss == "rank":
         return losses.RankBasedLoss(target=settings.target, distance=settings.distance)
