@@ -158,6 +158,24 @@ def test_cpu_kernel_compares_wide_codes_exactly():
     torch.testing.assert_close(RankBasedLoss()(x, labels), RankBasedLoss().forward_torch(x, labels))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_cpu_kernel_refuses_non_finite_embeddings(bad):
+    x, labels = random_batch(2, 2, 300)  # large enough for the bucketed selection
+    x = x.detach().clone()
+    x[5, 1] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        RankBasedLoss()(x, labels)
+
+
+def test_cpu_kernel_refuses_overflowing_distances():
+    # Squared euclidean distances of huge embeddings overflow: refused, never bucketed as garbage.
+    x, labels = random_batch(3, 2, 300, incomplete=False)
+    x = x.detach().clone()
+    x[0] = 1e200
+    with pytest.raises(ValueError, match="overflow"):
+        RankBasedLoss(distance="euclidean")(x, labels)
+
+
 def test_cpu_kernel_refuses_mismatched_labels():
     with pytest.raises(ValueError, match="labels must be"):
         RankBasedLoss()(torch.randn(4, 3), torch.zeros(5, 2, dtype=torch.long))

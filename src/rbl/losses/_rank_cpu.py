@@ -40,7 +40,8 @@ FLOORED = 64  # marks a pair whose euclidean distance the floor holds
 
 class Workspace:
     """Pair buffers kept between calls: a batch of 1024 needs 4.7 MB of them, and allocating that
-    afresh on every call costs more than the loss itself (page faults)."""
+    afresh on every call costs more than the loss itself (page faults). One per loss module, so a
+    module must not be called from two threads at once."""
 
     def __init__(self) -> None:
         self.dist = np.empty(0)
@@ -91,6 +92,10 @@ def loss_and_grad(x: np.ndarray, labels: np.ndarray, distance: str, want_grad: b
     codes = np.ascontiguousarray(labels, dtype=np.int64)
     dist, level = (workspace or Workspace()).buffers(len(x))
     loss, grad = _kernel(x64, codes, _KINDS[distance], want_grad, dist, level, buckets)
+    if np.isnan(loss):  # the kernel's sign of a distance that is not finite
+        what = ("the embeddings hold NaN or Inf" if not np.isfinite(x64).all() else
+                f"pair distances overflow (embeddings of magnitude {np.abs(x64).max():.3g})")
+        raise ValueError(f"RankBasedLoss: {what}; has training diverged? try a lower learning rate")
     return loss, (grad.astype(x.dtype, copy=False) if want_grad else None)
 
 
@@ -291,6 +296,7 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
     # the euclidean floor holds the distance, so it passes no gradient).
     dist, level = dist_buffer, level_buffer
     low, high = np.inf, -np.inf
+    finite = True
     start = 0
     for i in range(n - 1):
         seg = dist[start:start + n - i - 1]
@@ -310,12 +316,15 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
                 d = np.sqrt(max(squared, EPS_SQUARED))
                 if squared < EPS_SQUARED and c >= 0:
                     c += FLOORED
+            finite &= np.isfinite(d)
             seg[t] = d
             level[start + t] = c
             if c >= 0:
                 low, high = min(low, d), max(high, d)
         start += len(seg)
     n_all = start
+    if not finite:  # NaN or Inf embeddings, or overflow: no order, and the buckets would be undefined
+        return np.nan, grad
 
     # Block edges: lo (first) and hi (last sorted distance) of each level's block. The lowest
     # present level has nothing before it and the highest nothing after: -inf and +inf.
