@@ -8,6 +8,7 @@ import torch
 
 from rbl.vggish import (
     CNN_FILENAME,
+    CPU_CNN_BATCH,
     PCA_FILENAME,
     PCA_SHAPES,
     Postprocessor,
@@ -171,3 +172,27 @@ def test_pool_is_per_clip_mean():
     for c in range(4):
         rows = emb[clip_index == c]
         np.testing.assert_allclose(pooled[c], rows.mean(axis=0) if len(rows) else 0.0, rtol=1e-6)
+
+
+def test_cnn_batches_give_the_whole_batch_result(weights_dir, examples):
+    extractor = load_extractor(weights_dir, download=False, verify=False)
+    with torch.no_grad():
+        extractor.cnn_batch = None
+        whole = extractor(examples)
+        extractor.cnn_batch = 2  # 5 examples: calls of 2, 2 and 1
+        batched = extractor(examples)
+        raw = extractor.embed_raw(examples)
+    assert raw.shape == (5, 128)
+    torch.testing.assert_close(raw, extractor.vggish(examples), rtol=1e-4, atol=1e-4)  # other GEMM blocking
+    assert torch.all((batched - whole).abs() <= 1)  # quantised: float rounding may move a .5 tie
+
+
+def test_loaded_extractor_is_channels_last_in_cpu_batches_and_matches_nchw(weights_dir, examples):
+    extractor = load_extractor(weights_dir, download=False, verify=False)
+    assert extractor.cnn_batch == CPU_CNN_BATCH
+    convs = [m for m in extractor.vggish.features if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    nchw = VGGish()
+    nchw.load_state_dict(random_state_dict(), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor.vggish(examples), nchw.eval()(examples), rtol=1e-4, atol=1e-4)

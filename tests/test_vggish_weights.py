@@ -162,18 +162,43 @@ def test_verify_writes_marker_and_skips_rehash(tmp_path, monkeypatch):
     official = tuple((name, url, digests[name][:8]) for name, url, _ in weights_module.OFFICIAL_FILES)
     monkeypatch.setattr(weights_module, "OFFICIAL_FILES", official)
     assert find_or_fetch(tmp_path, download=False) == (cnn, pca)
-    assert (tmp_path / f"{CNN_FILENAME}.sha256").read_text().strip() == digests[CNN_FILENAME]
+    assert (tmp_path / f"{CNN_FILENAME}.sha256").read_text().split()[0] == digests[CNN_FILENAME]
 
     hashed = []
     real = weights_module._sha256
     monkeypatch.setattr(weights_module, "_sha256", lambda p: hashed.append(p) or real(p))
     find_or_fetch(tmp_path, download=False)
-    assert hashed == []  # markers newer than the files: no rehash
+    assert hashed == []  # markers recorded for the files as they are: no rehash
     cnn.write_bytes(b"tampered")
     os.utime(cnn, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
     with pytest.raises(InputError, match=str(cnn)):
         find_or_fetch(tmp_path, download=False)
     assert hashed == [cnn]
+
+
+def test_file_digest_is_recorded_reused_and_renewed(tmp_path, monkeypatch):
+    cnn, pca = tmp_path / CNN_FILENAME, tmp_path / PCA_FILENAME
+    cnn.write_bytes(b"generated cnn")
+    pca.write_bytes(b"generated pca")
+    assert weights_module.file_digest(cnn) == hashlib.sha256(b"generated cnn").hexdigest()
+    hashed = []
+    real = weights_module._sha256
+    monkeypatch.setattr(weights_module, "_sha256", lambda p: hashed.append(p) or real(p))
+    assert weights_module.file_digest(cnn) == hashlib.sha256(b"generated cnn").hexdigest()
+    assert hashed == []  # read from the marker
+    cnn.write_bytes(b"changed")
+    os.utime(cnn, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    assert weights_module.file_digest(cnn) == hashlib.sha256(b"changed").hexdigest()
+    assert hashed == [cnn]
+    # Another file of the same size put in place with an older time (as `cp -p` does): the marker,
+    # now newer than the file, was recorded for other contents, so the file is hashed again.
+    cnn.write_bytes(b"CHANGED")
+    os.utime(cnn, ns=(10**18, 10**18))
+    assert weights_module.file_digest(cnn) == hashlib.sha256(b"CHANGED").hexdigest()
+    assert hashed == [cnn, cnn]
+    # A recorded digest is not a verification: the published prefixes still refuse these files.
+    with pytest.raises(InputError, match="10086976"):
+        find_or_fetch(tmp_path, download=False)
 
 
 def test_find_or_fetch_downloads_absent_files(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from rbl import audio
 from rbl.atomic import atomic_path
-from rbl.data import file_sha256
 from rbl.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -249,11 +248,10 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
     device = torch.device(settings.device)
     cache_settings = {"extractor": name, "version": FEATURE_VERSION}
     if name == "vggish":
-        from rbl.vggish.weights import find_or_fetch, load_extractor
+        from rbl.vggish.weights import file_digest, find_or_fetch, load_extractor
 
         cnn_path, pca_path = find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
-        cache_settings.update(final_relu=settings.final_relu,
-                              weights=[file_sha256(cnn_path), file_sha256(pca_path)])
+        cache_settings.update(final_relu=settings.final_relu, weights=[file_digest(cnn_path), file_digest(pca_path)])
         model = load_extractor(Path(settings.weights_dir), settings.download, settings.final_relu, device,
                                verify=settings.verify)
     cache = Cache(cache_root, cache_settings)
@@ -282,9 +280,17 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
         log.warning("skipped %s: %s", paths[i], why)
 
     bar = tqdm(total=len(work), desc=f"extracting ({name})", unit="clip", disable=not progress)
+    chunks = list(_batched(work, max(1, settings.batch_clips)))
     with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
-        for chunk in _batched(work, max(1, settings.batch_clips)):
-            decoded = list(pool.map(lambda i: _decode(paths[i]), chunk))
+        def decode(chunk: list[int]) -> list[Future]:
+            return [pool.submit(_decode, paths[i]) for i in chunk]
+
+        # The next batch decodes in the threads while this one goes through the frontend and CNN
+        # (torch releases the GIL); memory holds at most two batches of waveforms.
+        pending = decode(chunks[0]) if chunks else []
+        for n, chunk in enumerate(chunks):
+            decoded = [future.result() for future in pending]
+            pending = decode(chunks[n + 1]) if n + 1 < len(chunks) else []
             good = []
             for i, (wave, why) in zip(chunk, decoded):
                 if wave is None:

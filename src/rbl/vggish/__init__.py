@@ -11,7 +11,14 @@ from rbl.vggish.frontend import (
     clip_logmel_stats,
     mel_matrix,
 )
-from rbl.vggish.model import PCA_SHAPES, Postprocessor, VGGish, VGGishExtractor, official_state_dict_shapes
+from rbl.vggish.model import (
+    CPU_CNN_BATCH,
+    PCA_SHAPES,
+    Postprocessor,
+    VGGish,
+    VGGishExtractor,
+    official_state_dict_shapes,
+)
 from rbl.vggish.weights import (
     CNN_FILENAME,
     CNN_SHA256_PREFIX,
@@ -29,6 +36,7 @@ __all__ = [
     "CNN_FILENAME",
     "CNN_SHA256_PREFIX",
     "CNN_URL",
+    "CPU_CNN_BATCH",
     "EXAMPLE_FRAMES",
     "EXAMPLE_HOP_SAMPLES",
     "EXAMPLE_SAMPLES",

@@ -58,12 +58,19 @@ def periodic_hann(device: torch.device | str | None = None, dtype: torch.dtype =
     return window.to(device=device, dtype=dtype)
 
 
-def pad_to_example(waveform: Tensor) -> Tensor:
-    """Zero-pad a 1-D clip at the end to at least one example (15600 samples), so no clip is dropped."""
-    if waveform.ndim != 1:
-        raise ValueError(f"expected a 1-D waveform, got shape {tuple(waveform.shape)}")
-    short = EXAMPLE_SAMPLES - waveform.shape[0]
-    return torch.nn.functional.pad(waveform, (0, short)) if short > 0 else waveform
+def examples_in(n_samples: int) -> int:
+    """Examples of a clip of n samples: 1 + (n - 15600) // 15360, and 1 for a clip shorter than one."""
+    return 1 + (max(n_samples, EXAMPLE_SAMPLES) - EXAMPLE_SAMPLES) // EXAMPLE_HOP_SAMPLES
+
+
+def frames_in(n_samples: int) -> int:
+    """Frames of a clip of n samples once padded to one example: 1 + (n - 400) // 160."""
+    return 1 + (max(n_samples, EXAMPLE_SAMPLES) - WINDOW_SAMPLES) // HOP_SAMPLES
+
+
+# Hops past a clip's last frame start that its stretch of the joined buffer spans: a 512-sample
+# frame starting at the last hop must end inside it.
+_TAIL_HOPS = -(-(FFT_LENGTH - HOP_SAMPLES) // HOP_SAMPLES)
 
 
 class LogMelFrontend(torch.nn.Module):
@@ -75,7 +82,11 @@ class LogMelFrontend(torch.nn.Module):
 
     def __init__(self, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.register_buffer("window", periodic_hann(dtype=dtype), persistent=False)
+        window = periodic_hann(dtype=dtype)
+        self.register_buffer("window", window, persistent=False)
+        # The window over a whole FFT length: zero past 400 samples, which is rfft's zero padding.
+        self.register_buffer("fft_window", torch.nn.functional.pad(window, (0, FFT_LENGTH - WINDOW_SAMPLES)),
+                             persistent=False)
         self.register_buffer("mel", mel_matrix(dtype=dtype), persistent=False)
 
     def frames_to_logmel(self, frames: Tensor) -> Tensor:
@@ -89,25 +100,56 @@ class LogMelFrontend(torch.nn.Module):
         frames = waveforms.to(self.window.dtype).unfold(-1, WINDOW_SAMPLES, HOP_SAMPLES)
         return self.frames_to_logmel(frames)
 
+    def clip_logmel(self, waveforms: list[Tensor], frames: list[int]) -> Tensor:
+        """Log-mel of the first frames[c] frames of each 1-D clip c (zero-padded at the end), joined: (sum, 64).
+
+        Clips of different lengths in one call, without copying samples per frame: each clip is
+        copied once into its own stretch of one buffer, (frames + 3) hops long, so that a single
+        strided view frames every clip. The frames are 512 samples long with the window's zero tail
+        (rfft's zero padding, without the padded copy); the 3 frames at the end of each stretch
+        straddle two clips and are dropped from the log-mel, which is 8x smaller than the frames.
+        """
+        stretches = [HOP_SAMPLES * (k + _TAIL_HOPS) for k in frames]
+        buffer = self.window.new_zeros(sum(stretches))
+        keep, offset = [], 0
+        for wave, k, stretch in zip(waveforms, frames, stretches):
+            used = min(wave.shape[0], HOP_SAMPLES * (k - 1) + WINDOW_SAMPLES)
+            buffer[offset:offset + used] = wave[:used]
+            keep.append(torch.arange(offset // HOP_SAMPLES, offset // HOP_SAMPLES + k, device=buffer.device))
+            offset += stretch
+        windowed = buffer.unfold(0, FFT_LENGTH, HOP_SAMPLES) * self.fft_window
+        logmel = torch.log(torch.fft.rfft(windowed, n=FFT_LENGTH).abs() @ self.mel + LOG_OFFSET)
+        return logmel[torch.cat(keep)]
+
 
 def _frontend_like(waveforms: list[Tensor]) -> LogMelFrontend:
     return LogMelFrontend().to(waveforms[0].device)
+
+
+def _check_1d(waveforms: list[Tensor]) -> None:
+    for wave in waveforms:
+        if wave.ndim != 1:
+            raise ValueError(f"expected 1-D waveforms, got shape {tuple(wave.shape)}")
+
+
+def _clip_index(counts: list[int], device: torch.device) -> Tensor:
+    return torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
 
 
 def clip_examples(waveforms: list[Tensor]) -> tuple[Tensor, Tensor]:
     """VGGish examples of many clips in one frontend call: (M, 96, 64) and the clip index (M,) of each.
 
     Clip slices start every 15360 samples (96 hops, the published 0.96 s example hop) and span 15600
-    samples; a clip shorter than that is zero-padded to yield exactly one example.
+    samples; a clip shorter than that is zero-padded to yield exactly one example. Example j of a
+    clip is frames 96j..96j+95 of the whole clip, so the clip is framed once.
     """
     if not waveforms:
         return torch.zeros(0, EXAMPLE_FRAMES, N_MELS), torch.zeros(0, dtype=torch.long)
-    padded = [pad_to_example(w) for w in waveforms]
-    slices = [w.unfold(0, EXAMPLE_SAMPLES, EXAMPLE_HOP_SAMPLES) for w in padded]
-    counts = torch.tensor([s.shape[0] for s in slices], device=waveforms[0].device)
-    clip_index = torch.repeat_interleave(torch.arange(len(slices), device=counts.device), counts)
-    examples = _frontend_like(waveforms)(torch.cat(slices))
-    return examples, clip_index
+    _check_1d(waveforms)
+    counts = [examples_in(w.shape[0]) for w in waveforms]
+    frontend = _frontend_like(waveforms)
+    logmel = frontend.clip_logmel(waveforms, [EXAMPLE_FRAMES * n for n in counts])
+    return logmel.view(-1, EXAMPLE_FRAMES, N_MELS), _clip_index(counts, frontend.window.device)
 
 
 def clip_logmel_stats(waveforms: list[Tensor]) -> Tensor:
@@ -118,13 +160,13 @@ def clip_logmel_stats(waveforms: list[Tensor]) -> Tensor:
     """
     if not waveforms:
         return torch.zeros(0, 2 * N_MELS)
+    _check_1d(waveforms)
     frontend = _frontend_like(waveforms)
-    frames = [pad_to_example(w).to(frontend.window.dtype).unfold(0, WINDOW_SAMPLES, HOP_SAMPLES) for w in waveforms]
-    counts = torch.tensor([f.shape[0] for f in frames], device=frontend.window.device)
-    clip_index = torch.repeat_interleave(torch.arange(len(frames), device=counts.device), counts)
-    logmel = frontend.frames_to_logmel(torch.cat(frames))
-    n = counts.to(logmel.dtype)[:, None]
-    zeros = logmel.new_zeros(len(frames), N_MELS)
+    counts = [frames_in(w.shape[0]) for w in waveforms]
+    logmel = frontend.clip_logmel(waveforms, counts)
+    clip_index = _clip_index(counts, frontend.window.device)
+    n = torch.tensor(counts, device=logmel.device, dtype=logmel.dtype)[:, None]
+    zeros = logmel.new_zeros(len(waveforms), N_MELS)
     mean = zeros.index_add(0, clip_index, logmel) / n
     var = zeros.index_add(0, clip_index, (logmel - mean[clip_index]) ** 2) / n
     return torch.cat([mean, var.sqrt()], dim=1)

@@ -24,6 +24,9 @@ PCA_SHAPES: dict[str, tuple[int, ...]] = {
 
 _CONV_CHANNELS = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M"]
 _FLAT = 512 * 4 * 6
+# Examples per CNN call on a CPU (see VGGishExtractor): on a 2-core EPYC, channels-last calls of 16
+# to 320 examples ran within 5 % of each other; 64 keeps one call's activations near 130 MB.
+CPU_CNN_BATCH = 64
 
 
 def _features() -> nn.Sequential:
@@ -33,7 +36,7 @@ def _features() -> nn.Sequential:
         if v == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
-            layers += [nn.Conv2d(in_channels, int(v), kernel_size=3, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(in_channels, int(v), kernel_size=3, padding=1), nn.ReLU(inplace=True)]
             in_channels = int(v)
     return nn.Sequential(*layers)
 
@@ -41,11 +44,11 @@ def _features() -> nn.Sequential:
 def _embeddings() -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(_FLAT, 4096),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.Linear(4096, 4096),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.Linear(4096, EMBEDDING_SIZE),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -108,15 +111,27 @@ class Postprocessor(nn.Module):
 
 
 class VGGishExtractor(nn.Module):
-    """VGGish followed by its postprocessor: examples (M, 96, 64) -> embeddings (M, 128); `pool` per clip."""
+    """VGGish followed by its postprocessor: examples (M, 96, 64) -> embeddings (M, 128); `pool` per clip.
 
-    def __init__(self, vggish: VGGish, postprocessor: Postprocessor) -> None:
+    `cnn_batch` caps how many examples go through the CNN at once (None: all), which bounds memory
+    (the first layer's output alone is 1.5 MB per example); on a CPU larger calls are no faster.
+    """
+
+    def __init__(self, vggish: VGGish, postprocessor: Postprocessor, cnn_batch: int | None = None) -> None:
         super().__init__()
         self.vggish = vggish
         self.postprocessor = postprocessor
+        self.cnn_batch = cnn_batch
+
+    def embed_raw(self, examples: Tensor) -> Tensor:
+        """The CNN's raw embeddings (M, 128), computed `cnn_batch` examples at a time."""
+        step = self.cnn_batch or len(examples)
+        if len(examples) <= step:
+            return self.vggish(examples)
+        return torch.cat([self.vggish(examples[k:k + step]) for k in range(0, len(examples), step)])
 
     def forward(self, examples: Tensor) -> Tensor:
-        return self.postprocessor(self.vggish(examples))
+        return self.postprocessor(self.embed_raw(examples))
 
     @staticmethod
     def pool(embeddings: Tensor, clip_index: Tensor, n_clips: int) -> Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -21,7 +22,14 @@ from tqdm import tqdm
 
 from rbl.atomic import atomic_path, write_text
 from rbl.errors import InputError
-from rbl.vggish.model import PCA_SHAPES, Postprocessor, VGGish, VGGishExtractor, official_state_dict_shapes
+from rbl.vggish.model import (
+    CPU_CNN_BATCH,
+    PCA_SHAPES,
+    Postprocessor,
+    VGGish,
+    VGGishExtractor,
+    official_state_dict_shapes,
+)
 
 RELEASE_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1"
 CNN_FILENAME = "vggish-10086976.pth"
@@ -101,20 +109,48 @@ def _marker(path: Path) -> Path:
 
 
 def _write_marker(path: Path, hexdigest: str) -> None:
-    """Record a verified digest beside the file; a read-only folder just means rehashing next time."""
+    """Record a file's digest beside it, with the size and modification time the file had when hashed;
+    a read-only folder just means rehashing next time."""
     try:
-        write_text(_marker(path), hexdigest + "\n")
+        stat = path.stat()
+        write_text(_marker(path), f"{hexdigest} {stat.st_size} {stat.st_mtime_ns}\n")
     except OSError:
         pass
 
 
-def _marker_vouches(path: Path, sha256_prefix: str) -> bool:
-    marker = _marker(path)
+def _recorded_digest(path: Path) -> str | None:
+    """The digest in the file's marker if it was recorded for the file as it is now (same size and
+    modification time to the nanosecond, as make and Snakemake judge files), else None."""
     try:
-        fresh = marker.stat().st_mtime_ns >= path.stat().st_mtime_ns
-        return fresh and marker.read_text(encoding="utf-8").strip().startswith(sha256_prefix)
-    except OSError:
-        return False
+        digest, size, mtime_ns = _marker(path).read_text(encoding="utf-8").split()
+        stat = path.stat()
+        if int(size) == stat.st_size and int(mtime_ns) == stat.st_mtime_ns and re.fullmatch("[0-9a-f]{64}", digest):
+            return digest
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass
+    return None
+
+
+def _marker_vouches(path: Path, sha256_prefix: str) -> bool:
+    digest = _recorded_digest(path)
+    return digest is not None and digest.startswith(sha256_prefix)
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a weights file, from its `<name>.sha256` marker when that was recorded for the
+    file as it is now (`_recorded_digest`), else hashed and recorded.
+
+    Every extraction job keys its cache on the weights' digests, and hashing the 288 MB CNN file
+    takes about 0.3 s. Verification (`find_or_fetch`) still checks the digest against the published
+    prefix, so a marker written here never vouches for a file that is not the published one.
+    """
+    path = Path(path)
+    recorded = _recorded_digest(path)
+    if recorded is not None:
+        return recorded
+    hexdigest = _sha256(path)
+    _write_marker(path, hexdigest)
+    return hexdigest
 
 
 def _verify(path: Path, url: str, sha256_prefix: str) -> None:
@@ -233,11 +269,19 @@ def load_extractor(
     device: torch.device | str = "cpu",
     verify: bool = True,
 ) -> VGGishExtractor:
-    """The VGGish extractor with the published weights, in eval mode on `device`."""
+    """The VGGish extractor with the published weights, in eval mode on `device`.
+
+    On a CPU the convolution weights are stored channels-last (NHWC), which oneDNN's kernels run
+    faster than NCHW (outputs equal up to float rounding; see benchmarks/README.md), and the CNN
+    takes CPU_CNN_BATCH examples per call. Other devices keep the layout and take whole batches.
+    """
     cnn_path, pca_path = find_or_fetch(weights_dir, download, verify=verify)
     cnn, pca = load_state_dicts(cnn_path, pca_path)
     with torch.device("meta"):  # no throwaway random init of 72M parameters
         vggish = VGGish(final_relu=final_relu)
     vggish.load_state_dict(cnn, strict=True, assign=True)
-    extractor = VGGishExtractor(vggish, Postprocessor(pca))
-    return extractor.to(device).eval()
+    on_cpu = torch.device(device).type == "cpu"
+    extractor = VGGishExtractor(vggish, Postprocessor(pca), cnn_batch=CPU_CNN_BATCH if on_cpu else None).to(device)
+    if on_cpu:
+        extractor.vggish.to(memory_format=torch.channels_last)
+    return extractor.eval()
