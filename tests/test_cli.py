@@ -24,10 +24,10 @@ def ingested(tmp_path_factory):
     return root
 
 
-def extract(root, manifest, out, extractor="logmel", weights="none", verify="true"):
+def extract(root, manifest, out, extractor="logmel", weights="none", verify="true", precision="float32"):
     return main(["--quiet", "extract", "--manifest", str(manifest), "--extractor", extractor,
                  "--weights-dir", str(weights), "--download", "false", "--final-relu", "true",
-                 "--verify", verify, "--batch-clips", "4", "--workers", "2", "--device", "cpu",
+                 "--verify", verify, "--precision", precision, "--batch-clips", "4", "--workers", "2", "--device", "cpu",
                  "--cache-dir", str(root / "cache"), "--out", str(out) + ".npy", "--info", str(out) + ".json"])
 
 
@@ -104,6 +104,17 @@ def test_vggish_extraction_with_generated_weights(ingested):
     assert info["extractor"] == "vggish" and info["computed"] == 24
     # Mean of quantised 0..255 PCA outputs per clip.
     assert feats.shape == (24, 128) and feats.min() >= 0 and feats.max() <= 255
+    # The CNN in bfloat16: features of their own in the cache, close to float32's.
+    for _ in range(2):
+        assert extract(ingested, ingested / "manifest.csv", ingested / "b", "vggish", weights, verify="false",
+                       precision="bfloat16") == 0
+        info_bf16 = json.loads((ingested / "b.json").read_text())
+        assert info_bf16["computed"] + info_bf16["from_cache"] == 24
+    assert info_bf16["from_cache"] == 24 and info_bf16["cache_dir"] != info["cache_dir"]
+    bf16 = np.load(ingested / "b.npy")
+    assert not np.array_equal(bf16, feats)
+    relative = np.linalg.norm(bf16 - feats, axis=1) / np.linalg.norm(feats, axis=1)
+    assert relative.max() < 1e-2
 
 
 def test_sharded_extraction_gathers_to_the_unsharded_result(ingested):

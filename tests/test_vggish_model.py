@@ -196,3 +196,21 @@ def test_loaded_extractor_is_channels_last_in_cpu_batches_and_matches_nchw(weigh
     nchw.load_state_dict(random_state_dict(), strict=True)
     with torch.no_grad():
         torch.testing.assert_close(extractor.vggish(examples), nchw.eval()(examples), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_reduced_precision_cnn_stays_close_to_float32(weights_dir, examples, precision):
+    full = load_extractor(weights_dir, download=False, verify=False)
+    reduced = load_extractor(weights_dir, download=False, verify=False, precision=precision)
+    with torch.no_grad():
+        exact, approx = full.embed_raw(examples), reduced.embed_raw(examples)
+        pooled = reduced(examples)
+    assert approx.dtype == torch.float32 and pooled.dtype == torch.float32
+    assert not torch.equal(approx, exact)  # the autocast took effect
+    relative = (approx - exact).norm(dim=1) / exact.norm(dim=1)
+    assert relative.max() < 1e-2  # the bound for reduced precision
+
+
+def test_unknown_precision_is_refused(weights_dir):
+    with pytest.raises(ValueError, match="precision"):
+        load_extractor(weights_dir, download=False, verify=False, precision="int8")

@@ -232,7 +232,8 @@ def cmd_extract(args: argparse.Namespace) -> None:
         settings = ExtractSettings(extractor=args.extractor, weights_dir=args.weights_dir,
                                    download=args.download, final_relu=args.final_relu, verify=args.verify,
                                    batch_clips=args.batch_clips, workers=args.workers,
-                                   device=str(resolve_device(args.device)), on_error=args.on_error)
+                                   device=str(resolve_device(args.device)), on_error=args.on_error,
+                                   precision=args.precision)
         feats, info = extract(paths, digests, settings, Path(args.cache_dir), progress=not args.quiet)
     # Name skipped clips as the manifest does (its 'file'), for skipped.csv and the split stage.
     files = list(manifest["file"].iloc[rows])
@@ -507,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", type=_bool, required=True)
     p.add_argument("--final-relu", type=_bool, required=True)
     p.add_argument("--verify", type=_bool, required=True, help="check the weights' sha256 prefixes")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="the VGGish CNN's arithmetic (autocast); frontend and PCA stay float32")
     p.add_argument("--batch-clips", type=int, required=True)
     p.add_argument("--workers", type=int, required=True)
     p.add_argument("--device", required=True)

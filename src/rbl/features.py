@@ -61,6 +61,7 @@ class ExtractSettings:
     workers: int = 2
     device: str = "cpu"
     on_error: str = "stop"
+    precision: str = "float32"
 
 
 def _checksum(vec: np.ndarray, digest: str) -> str:
@@ -252,8 +253,10 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
 
         cnn_path, pca_path = find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
         cache_settings.update(final_relu=settings.final_relu, weights=[file_digest(cnn_path), file_digest(pca_path)])
+        if settings.precision != "float32":  # (absent for float32: caches from before the option stay valid)
+            cache_settings["precision"] = settings.precision
         model = load_extractor(Path(settings.weights_dir), settings.download, settings.final_relu, device,
-                               verify=settings.verify)
+                               verify=settings.verify, precision=settings.precision)
     cache = Cache(cache_root, cache_settings)
     cache.describe()
     cache.remove_stale_temporaries()

@@ -106,7 +106,8 @@ def extractor_args():
     return (
         f"--extractor {EXTRACTOR} --weights-dir {vggish['weights_dir']} "
         f"--download {vggish['download']} --final-relu {vggish['final_relu']} "
-        f"--verify {vggish['verify']} --batch-clips {features['batch_clips']} "
+        f"--verify {vggish['verify']} --precision {vggish['precision']} "
+        f"--batch-clips {features['batch_clips']} "
         f"--device {features['device']} --cache-dir {features['cache_dir']}"
     )
 

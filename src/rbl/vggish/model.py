@@ -27,6 +27,7 @@ _FLAT = 512 * 4 * 6
 # Examples per CNN call on a CPU (see VGGishExtractor): on a 2-core EPYC, channels-last calls of 16
 # to 320 examples ran within 5 % of each other; 64 keeps one call's activations near 130 MB.
 CPU_CNN_BATCH = 64
+PRECISIONS = ("float32", "bfloat16", "float16")  # the CNN's arithmetic (autocast below float32)
 
 
 def _features() -> nn.Sequential:
@@ -115,20 +116,28 @@ class VGGishExtractor(nn.Module):
 
     `cnn_batch` caps how many examples go through the CNN at once (None: all), which bounds memory
     (the first layer's output alone is 1.5 MB per example); on a CPU larger calls are no faster.
+    `precision` runs the CNN alone under autocast ("bfloat16" or "float16"); the frontend before it
+    and the PCA and quantisation after it stay float32 (benchmarks/README.md shows the error).
     """
 
-    def __init__(self, vggish: VGGish, postprocessor: Postprocessor, cnn_batch: int | None = None) -> None:
+    def __init__(self, vggish: VGGish, postprocessor: Postprocessor, cnn_batch: int | None = None,
+                 precision: str = "float32") -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.vggish = vggish
         self.postprocessor = postprocessor
         self.cnn_batch = cnn_batch
+        self.precision = precision
 
     def embed_raw(self, examples: Tensor) -> Tensor:
-        """The CNN's raw embeddings (M, 128), computed `cnn_batch` examples at a time."""
+        """The CNN's raw embeddings (M, 128) in float32, computed `cnn_batch` examples at a time."""
         step = self.cnn_batch or len(examples)
-        if len(examples) <= step:
-            return self.vggish(examples)
-        return torch.cat([self.vggish(examples[k:k + step]) for k in range(0, len(examples), step)])
+        dtype = getattr(torch, self.precision)
+        with torch.autocast(examples.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            if len(examples) <= step:
+                return self.vggish(examples).float()
+            return torch.cat([self.vggish(examples[k:k + step]).float() for k in range(0, len(examples), step)])
 
     def forward(self, examples: Tensor) -> Tensor:
         return self.postprocessor(self.embed_raw(examples))

@@ -268,6 +268,7 @@ def load_extractor(
     final_relu: bool = True,
     device: torch.device | str = "cpu",
     verify: bool = True,
+    precision: str = "float32",
 ) -> VGGishExtractor:
     """The VGGish extractor with the published weights, in eval mode on `device`.
 
@@ -281,7 +282,8 @@ def load_extractor(
         vggish = VGGish(final_relu=final_relu)
     vggish.load_state_dict(cnn, strict=True, assign=True)
     on_cpu = torch.device(device).type == "cpu"
-    extractor = VGGishExtractor(vggish, Postprocessor(pca), cnn_batch=CPU_CNN_BATCH if on_cpu else None).to(device)
+    extractor = VGGishExtractor(vggish, Postprocessor(pca), cnn_batch=CPU_CNN_BATCH if on_cpu else None,
+                                precision=precision).to(device)
     if on_cpu:
         extractor.vggish.to(memory_format=torch.channels_last)
     return extractor.eval()
