@@ -21,7 +21,7 @@ import torch
 
 from rbl.atomic import atomic_path
 from rbl.cli import main
-from rbl.features import STALE_TMP_SECONDS, Cache
+from rbl.features import ENTRY_SIZE, STALE_TMP_SECONDS, Cache
 
 RATE = 16000
 N_CLIPS = 300
@@ -56,7 +56,7 @@ def extract_args(folder: Path, cache: Path, out: str) -> list[str]:
 
 def entries(cache: Path) -> list[Path]:
     """Files a reader could take for cache entries (hidden temporaries excluded)."""
-    return [p for p in cache.rglob("*.npz") if not p.name.startswith(".")]
+    return [p for p in cache.rglob("*.vec") if not p.name.startswith(".")]
 
 
 def cache_of(cache: Path) -> Cache:
@@ -119,8 +119,8 @@ def test_stale_temporaries_are_cleaned_and_never_read(tmp_path):
     assert main(extract_args(folder, cache, "a")) == 0
     store = cache_of(cache)
     entry = entries(cache)[0]
-    old = entry.with_name(f".{entry.name}.k1l2m3.tmp.npz")
-    fresh = entry.with_name(f".{entry.name}.n4o5p6.tmp.npz")
+    old = entry.with_name(f".{entry.name}.k1l2m3.tmp.vec")
+    fresh = entry.with_name(f".{entry.name}.n4o5p6.tmp.vec")
     old.write_bytes(entry.read_bytes()[:100])
     fresh.write_bytes(b"")
     past = time.time() - STALE_TMP_SECONDS - 60
@@ -136,7 +136,7 @@ def _flip_vector_byte(path: Path, vec: np.ndarray) -> None:
     data = bytearray(path.read_bytes())
     at = bytes(data).find(vec.astype("<f4").tobytes())
     assert at > 0
-    data[at + 5] ^= 0x01  # a one-bit change inside the stored vector: still a valid zip and .npy
+    data[at + 5] ^= 0x01  # a one-bit change inside the stored vector: the right size and layout
     path.write_bytes(bytes(data))
 
 
@@ -148,15 +148,16 @@ def test_damaged_cache_entries_are_recomputed_not_trusted(tmp_path):
     digests = list(pd.read_csv(folder / "manifest.csv")["sha256"])
     paths = [store.path(d) for d in digests]
     paths[0].write_bytes(paths[0].read_bytes()[:-40])  # truncated
-    paths[1].write_bytes(b"\x00" * 600)  # garbage
-    _flip_vector_byte(paths[2], store.get(digests[2]))  # silent bit rot (a zip CRC or our checksum sees it)
+    paths[1].write_bytes(b"\x00" * ENTRY_SIZE)  # garbage of the right size
+    _flip_vector_byte(paths[2], store.get(digests[2]))  # silent bit rot (our checksum sees it)
     paths[3].write_bytes(paths[4].read_bytes())  # another clip's entry under this name
     paths[5].write_bytes(b"")  # empty
     store.put(digests[6], np.full(128, np.nan, np.float32))  # a NaN vector, however it got there
-    with np.load(paths[7], allow_pickle=False) as entry:  # a well-formed file whose vector does not match its checksum
-        forged = {"x": entry["x"] + np.float32(1), "audio": entry["audio"], "check": entry["check"]}
-    with open(paths[7], "wb") as handle:
-        np.savez(handle, **forged)
+    # A well-formed entry whose vector does not match its checksum.
+    entry = bytearray(paths[7].read_bytes())
+    vec = np.frombuffer(bytes(entry), dtype="<f4", count=128, offset=36) + np.float32(1)
+    entry[36:36 + 512] = vec.astype("<f4").tobytes()
+    paths[7].write_bytes(bytes(entry))
     damaged = 7
     assert main(extract_args(folder, cache, "b")) == 0
     info = json.loads((folder / "b.json").read_text())

@@ -248,7 +248,7 @@ def test_extraction_ran_sharded_in_the_jobs_with_a_shared_cache(runs):
     info = yaml.safe_load((runs["slurm"] / f"results/{NAME}/features/auto.json").read_text())
     assert info["shards"] == 2 and info["computed"] == info["n_clips"] and info["from_cache"] == 0
     cache = runs["slurm"] / CONFIG["features"]["cache_dir"]
-    assert len(list(cache.rglob("*.npz"))) == info["n_clips"]
+    assert len(list(cache.rglob("*.vec"))) == info["n_clips"]
 
 
 def test_results_equal_a_local_run(runs):

@@ -4,7 +4,7 @@ Extractors: `vggish` (the published VGGish CNN + PCA, mean-pooled over the clip'
 examples) and `logmel` (the same log-mel frontend, mean and std per band: weightless). `auto`
 takes VGGish when its weights are present or can be downloaded, else logmel, and says so.
 
-The cache is content-addressed: one .npz per clip under cache_dir/<settings key>/, named by the
+The cache is content-addressed: one small binary file per clip under cache_dir/<settings key>/, named by the
 audio's sha256, where the settings key hashes everything that changes the features. A rerun after
 a data change (or an interrupted run) computes only the clips it has not seen. Entries are written
 to a hidden temporary file and renamed, so an entry is whole or absent; each holds the audio digest
@@ -41,7 +41,9 @@ ON_ERROR = ("stop", "skip")
 # Bump when the feature computation changes, so cached clips are recomputed.
 FEATURE_VERSION = 1
 # Bump when the layout of a cache entry changes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
+ENTRY_MAGIC = b"RBL1"
+ENTRY_SIZE = len(ENTRY_MAGIC) + 32 + 4 * 128 + 32  # magic, audio sha256, vector, check
 DIM = 128
 # A temporary file of an interrupted write older than this is removed (a write takes milliseconds;
 # the margin keeps clear of concurrent extraction jobs writing into the same cache).
@@ -68,12 +70,18 @@ def _checksum(vec: np.ndarray, digest: str) -> str:
     return hashlib.sha256(digest.encode() + np.ascontiguousarray(vec, dtype="<f4").tobytes()).hexdigest()
 
 
+def _entry(vec: np.ndarray, digest: str) -> bytes:
+    return ENTRY_MAGIC + bytes.fromhex(digest) + vec.astype("<f4").tobytes() + bytes.fromhex(_checksum(vec, digest))
+
+
 class Cache:
     """Per-clip feature vectors on disk, written atomically and verified on read.
 
-    An entry `<sha256[:2]>/<sha256>.npz` holds the vector `x`, the audio digest `audio` and
-    `check`, a sha256 of both. A read that fails in any way (missing, truncated, not a zip, wrong
-    shape, NaN, another clip's entry, checksum mismatch) returns None: the clip is recomputed.
+    An entry `<sha256[:2]>/<sha256>.vec` is ENTRY_SIZE bytes: a magic, the audio digest, the vector
+    (128 little-endian float32) and `check`, a sha256 of digest and vector. Raw bytes, not an .npz:
+    a rerun reads every entry of the dataset, and an .npz took 0.4 ms to open (4 s at 10,000
+    clips) against 0.02 ms. A read that fails in any way (missing, truncated, another format,
+    NaN, another clip's entry, checksum mismatch) returns None: the clip is recomputed.
     Temporary files of interrupted writes start with '.', so no reader takes them for entries.
     """
 
@@ -84,32 +92,32 @@ class Cache:
         self.rejected = 0
 
     def path(self, digest: str) -> Path:
-        return self.dir / digest[:2] / f"{digest}.npz"
+        return self.dir / digest[:2] / f"{digest}.vec"
 
     def get(self, digest: str) -> np.ndarray | None:
         path = self.path(digest)
-        if not path.is_file():
-            return None
         try:
-            with np.load(path, allow_pickle=False) as entry:
-                vec, audio_digest, check = entry["x"], str(entry["audio"]), str(entry["check"])
-            ok = (vec.dtype == np.float32 and vec.shape == (DIM,) and audio_digest == digest
-                  and check == _checksum(vec, digest) and bool(np.isfinite(vec).all()))
-        except Exception as err:  # noqa: BLE001 - whatever is wrong with the file, it is recomputed
-            log.warning("cache entry %s is unreadable (%s: %s); recomputing it", path, type(err).__name__, err)
-            ok = False
-        else:
-            if not ok:
-                log.warning("cache entry %s fails its checks; recomputing it", path)
-        if not ok:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            log.warning("cache entry %s is unreadable (%s); recomputing it", path, err)
             self.rejected += 1
             return None
+        vec = None
+        if len(data) == ENTRY_SIZE and data.startswith(ENTRY_MAGIC) and data[4:36] == bytes.fromhex(digest):
+            vec = np.frombuffer(data, dtype="<f4", count=DIM, offset=36).astype(np.float32)
+            if data[-32:] != bytes.fromhex(_checksum(vec, digest)) or not np.isfinite(vec).all():
+                vec = None
+        if vec is None:
+            log.warning("cache entry %s fails its checks; recomputing it", path)
+            self.rejected += 1
         return vec
 
     def put(self, digest: str, vec: np.ndarray) -> None:
         vec = np.ascontiguousarray(vec, dtype=np.float32)
         with atomic_path(self.path(digest)) as tmp:
-            np.savez(tmp, x=vec, audio=np.array(digest), check=np.array(_checksum(vec, digest)))
+            tmp.write_bytes(_entry(vec, digest))
 
     def describe(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
