@@ -74,7 +74,7 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
         batches = balanced.epoch(rng) if balanced else random_batches(len(xt), settings.batch_size, rng)
         # One transfer per epoch: the batches' indices go to the device together.
         sizes = [len(b) for b in batches]
-        indices = torch.as_tensor(np.concatenate(batches), device=device).split(sizes)
+        indices = torch.as_tensor(np.concatenate(batches), device=device).split(sizes) if batches else ()
         total = torch.zeros((), device=device)
         for index in indices:
             loss = loss_fn(model(xt[index]), yt[index])
