@@ -92,16 +92,21 @@ def log_mel_spectrogram(data: np.ndarray, audio_sample_rate: int, log_offset: fl
 # ---- vggish_input.py (resampy.resample replaced by soxr, see the module docstring) ----
 
 
+def log_mel_16k(data: np.ndarray) -> np.ndarray:
+    """waveform_to_examples' log-mel step, with vggish_params, of a 16 kHz waveform: (frames, 64)."""
+    return log_mel_spectrogram(
+        data, audio_sample_rate=SAMPLE_RATE, log_offset=LOG_OFFSET,
+        window_length_secs=STFT_WINDOW_LENGTH_SECONDS, hop_length_secs=STFT_HOP_LENGTH_SECONDS,
+        num_mel_bins=NUM_MEL_BINS, lower_edge_hertz=MEL_MIN_HZ, upper_edge_hertz=MEL_MAX_HZ)
+
+
 def waveform_to_examples(data: np.ndarray, sample_rate: int) -> np.ndarray:
     """(samples,) or (samples, channels) at any rate -> log-mel examples (n, 96, 64), float64."""
     if len(data.shape) > 1:
         data = np.mean(data, axis=1)
     if sample_rate != SAMPLE_RATE:
         data = soxr.resample(data.astype(np.float32), sample_rate, SAMPLE_RATE, quality="HQ")
-    log_mel = log_mel_spectrogram(
-        data.astype(np.float64), audio_sample_rate=SAMPLE_RATE, log_offset=LOG_OFFSET,
-        window_length_secs=STFT_WINDOW_LENGTH_SECONDS, hop_length_secs=STFT_HOP_LENGTH_SECONDS,
-        num_mel_bins=NUM_MEL_BINS, lower_edge_hertz=MEL_MIN_HZ, upper_edge_hertz=MEL_MAX_HZ)
+    log_mel = log_mel_16k(data.astype(np.float64))
     features_sample_rate = 1.0 / STFT_HOP_LENGTH_SECONDS
     example_window_length = int(round(EXAMPLE_WINDOW_SECONDS * features_sample_rate))
     example_hop_length = int(round(EXAMPLE_HOP_SECONDS * features_sample_rate))

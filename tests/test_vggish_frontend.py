@@ -1,10 +1,12 @@
-"""The torch VGGish frontend against a plain numpy port of the published mel_features / vggish_input."""
+"""The torch VGGish frontend against a plain numpy port of the published mel_features / vggish_input
+(benchmarks/torchvggish_style.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torchvggish_style  # benchmarks/ (see conftest.py)
 
 from rbl.vggish import (
     EXAMPLE_FRAMES,
@@ -18,87 +20,14 @@ from rbl.vggish import (
     mel_matrix,
 )
 
-# ---- reference: tensorflow/models research/audioset/vggish mel_features.py + vggish_input.py, in numpy ----
-
-
-def ref_frame(data: np.ndarray, window_length: int, hop_length: int) -> np.ndarray:
-    num_samples = data.shape[0]
-    num_frames = 1 + int(np.floor((num_samples - window_length) / hop_length))
-    shape = (num_frames, window_length) + data.shape[1:]
-    strides = (data.strides[0] * hop_length,) + data.strides
-    return np.lib.stride_tricks.as_strided(data, shape=shape, strides=strides)
-
-
-def ref_periodic_hann(window_length: int) -> np.ndarray:
-    return 0.5 - (0.5 * np.cos(2 * np.pi / window_length * np.arange(window_length)))
-
-
-def ref_stft_magnitude(signal, fft_length, hop_length=None, window_length=None):
-    frames = ref_frame(signal, window_length, hop_length)
-    window = ref_periodic_hann(window_length)
-    return np.abs(np.fft.rfft(frames * window, int(fft_length)))
-
-
-def ref_hertz_to_mel(frequencies_hertz):
-    return 1127.0 * np.log(1.0 + (frequencies_hertz / 700.0))
-
-
-def ref_spectrogram_to_mel_matrix(
-    num_mel_bins=20, num_spectrogram_bins=129, audio_sample_rate=8000, lower_edge_hertz=125.0, upper_edge_hertz=3800.0
-):
-    nyquist_hertz = audio_sample_rate / 2.0
-    spectrogram_bins_mel = ref_hertz_to_mel(np.linspace(0.0, nyquist_hertz, num_spectrogram_bins))
-    band_edges_mel = np.linspace(
-        ref_hertz_to_mel(lower_edge_hertz), ref_hertz_to_mel(upper_edge_hertz), num_mel_bins + 2
-    )
-    mel_weights_matrix = np.empty((num_spectrogram_bins, num_mel_bins))
-    for i in range(num_mel_bins):
-        lower_edge_mel, center_mel, upper_edge_mel = band_edges_mel[i : i + 3]
-        lower_slope = (spectrogram_bins_mel - lower_edge_mel) / (center_mel - lower_edge_mel)
-        upper_slope = (upper_edge_mel - spectrogram_bins_mel) / (upper_edge_mel - center_mel)
-        mel_weights_matrix[:, i] = np.maximum(0.0, np.minimum(lower_slope, upper_slope))
-    mel_weights_matrix[0, :] = 0.0
-    return mel_weights_matrix
-
-
-def ref_log_mel_spectrogram(
-    data, audio_sample_rate=8000, log_offset=0.0, window_length_secs=0.025, hop_length_secs=0.010, **kwargs
-):
-    window_length_samples = int(round(audio_sample_rate * window_length_secs))
-    hop_length_samples = int(round(audio_sample_rate * hop_length_secs))
-    fft_length = 2 ** int(np.ceil(np.log(window_length_samples) / np.log(2.0)))
-    spectrogram = ref_stft_magnitude(
-        data, fft_length=fft_length, hop_length=hop_length_samples, window_length=window_length_samples
-    )
-    mel_spectrogram = np.dot(
-        spectrogram,
-        ref_spectrogram_to_mel_matrix(
-            num_spectrogram_bins=spectrogram.shape[1], audio_sample_rate=audio_sample_rate, **kwargs
-        ),
-    )
-    return np.log(mel_spectrogram + log_offset)
-
-
-def ref_log_mel(data: np.ndarray) -> np.ndarray:
-    """vggish_input.waveform_to_examples' log-mel step with vggish_params."""
-    return ref_log_mel_spectrogram(
-        data,
-        audio_sample_rate=16000,
-        log_offset=0.01,
-        window_length_secs=0.025,
-        hop_length_secs=0.010,
-        num_mel_bins=64,
-        lower_edge_hertz=125,
-        upper_edge_hertz=7500,
-    )
+# The reference: the numpy port of tensorflow/models research/audioset/vggish mel_features.py and
+# vggish_input.py that benchmarks/torchvggish_style.py also runs as its per-file baseline.
+ref_spectrogram_to_mel_matrix = torchvggish_style.spectrogram_to_mel_matrix
+ref_log_mel = torchvggish_style.log_mel_16k
 
 
 def ref_waveform_to_examples(data: np.ndarray) -> np.ndarray:
-    log_mel = ref_log_mel(data)
-    features_sample_rate = 1.0 / 0.010
-    example_window_length = int(round(0.96 * features_sample_rate))
-    example_hop_length = int(round(0.96 * features_sample_rate))
-    return ref_frame(log_mel, window_length=example_window_length, hop_length=example_hop_length)
+    return torchvggish_style.waveform_to_examples(data, SAMPLE_RATE)
 
 
 # ---- signals ----

@@ -15,9 +15,9 @@ How: with t_p = clamp(d_p, lo_r, hi_r), lo_r and hi_r the sorted distances at th
 position of rank r's block, (d_p - t_p)^2 equals the loss term I_p (d_p - t_p)^2 of every pair,
 tied or not (a misplaced pair equal to its edge contributes 0 either way). So no sort is needed:
 only the order statistics at the boundaries between blocks (`_order_statistics`). Pair ranks are
-looked up in a table between the batch's distinct label rows. Three passes over the N (N - 1) / 2
-pairs, each running along memory so that the compiler vectorises it: distances and levels,
-order statistics, residuals and the gradient (`_scatter`). Buffers for the pairs are kept between
+looked up in a table between the batch's distinct label rows. The passes over the N (N - 1) / 2
+pairs run along memory so that the compiler vectorises them: distances and levels; the order
+statistics (two more passes on large batches); residuals; the gradient (`_scatter`). Buffers for the pairs are kept between
 calls (`Workspace`): 9 bytes per pair.
 """
 
