@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-rbl
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup demo test lint clean-results
+.PHONY: setup demo instruments speech test lint clean-results
 
 setup: $(STAMP)
 
@@ -22,6 +22,13 @@ $(STAMP): pyproject.toml
 demo: setup
 	snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 	@echo; cat results/demo/summary.md
+
+# The realistic benchmarks (src/rbl/corpora.py): install fluidsynth, the GM soundfont and espeak-ng
+# (root, apt), render the corpus into resources/<name>/, run the workflow, print the results table.
+instruments speech: setup
+	scripts/install_corpus_tools.sh
+	snakemake --workflow-profile workflow/profiles/default --cores $(CORES) --configfile config/$@.yaml
+	@echo; cat results/$@/summary.md
 
 test: setup
 	python -m pytest

@@ -86,8 +86,8 @@ def main() -> None:
           f"python {platform.python_version()}")
 
     settings = TrainSettings(optimizer="sgd", lr=args.lr, batch_size=12, max_epochs=args.epochs,
-                             patience=args.epochs)
-    fit(xt, yt, xv, yv, TrainSettings(max_epochs=2), 0, torch.device("cpu"), progress=False)  # warm-up
+                             patience=args.epochs, out_dim=3)
+    fit(xt, yt, xv, yv, TrainSettings(max_epochs=2, out_dim=3), 0, torch.device("cpu"), progress=False)  # warm-up
     start = time.perf_counter()
     _, history = fit(xt, yt, xv, yv, settings, 0, torch.device("cpu"), progress=False)
     ours_s = time.perf_counter() - start

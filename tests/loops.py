@@ -44,8 +44,8 @@ def tree_distance_loop(a: list[int], b: list[int]) -> int:
     return 0 if min(a) >= 0 and min(b) >= 0 else -1
 
 
-def rank_loss_loop(dist: torch.Tensor, labels: torch.Tensor, target: str) -> torch.Tensor:
-    """RbL following DESIGN.md step by step, one pair at a time."""
+def rank_loss_loop(dist: torch.Tensor, labels: torch.Tensor, target: str, margin: float = 0.0) -> torch.Tensor:
+    """RbL following docs/ARCHITECTURE.md step by step, one pair at a time."""
     n = len(labels)
     rows = labels.tolist()
     pairs = []
@@ -57,6 +57,9 @@ def rank_loss_loop(dist: torch.Tensor, labels: torch.Tensor, target: str) -> tor
     if not pairs:
         return dist.sum() * 0.0
     d = [dist[i, j] for i, j, _ in pairs]
+    if target == "gap":  # in units of the mean distance of the decided pairs
+        mean = sum(d) / len(d)
+        d = [v / torch.clamp(mean, min=1e-12) for v in d]
     order = sorted(range(len(pairs)), key=lambda p: (d[p].item(), p))
     position = {p: k for k, p in enumerate(order)}
     sorted_d = [d[p] for p in order]
@@ -64,6 +67,15 @@ def rank_loss_loop(dist: torch.Tensor, labels: torch.Tensor, target: str) -> tor
     for p, (_, _, r) in enumerate(pairs):
         s = sum(1 for _, _, q in pairs if q < r)
         e = s + sum(1 for _, _, q in pairs if q == r)
+        if target == "gap":  # margin / 2 inside the midpoints either side of the block's edges
+            weight = len(pairs) / ((e - s) * len({q for _, _, q in pairs}))  # each rank weighs the same
+            if s > 0:
+                low = (sorted_d[s - 1] + sorted_d[s]).detach() / 2 + margin / 2
+                total = total + weight * torch.relu(low - d[p]) ** 2
+            if e < len(pairs):
+                high = (sorted_d[e - 1] + sorted_d[e]).detach() / 2 - margin / 2
+                total = total + weight * torch.relu(d[p] - high) ** 2
+            continue
         if s <= position[p] < e:
             continue
         if target == "edge":

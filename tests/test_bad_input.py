@@ -497,7 +497,8 @@ def test_single_example_class_trains_and_metrics_say_what_is_undefined():
     # train: classes 0..2 with 6 examples, class 3 with a single one; val: one clip of class 3 only.
     labels = np.array([[0, 0]] * 6 + [[0, 1]] * 6 + [[1, 2]] * 6 + [[1, 3]])
     x = rng.standard_normal((len(labels), 16)).astype(np.float32) + labels[:, 1:] * 2.0
-    settings = TrainSettings(loss="rank", optimizer="adam", lr=0.01, batch_size=8, max_epochs=3, patience=2)
+    settings = TrainSettings(loss="rank", optimizer="adam", lr=0.01, batch_size=8, max_epochs=3, patience=2,
+                             out_dim=3)
     checkpoint, history = fit(x, labels, x[-1:], labels[-1:], settings, seed=0, device=torch.device("cpu"),
                               progress=False)
     assert np.isfinite(history["loss"].iloc[1:]).all()

@@ -54,12 +54,21 @@ def test_plot_embeddings_many_fine_classes_legend_names_families():
 def test_plot_training_curves(tmp_path):
     epochs = np.arange(6)
     frame = pd.DataFrame({"epoch": epochs, "loss": [np.nan, 1.0, 0.8, 0.7, 0.6, 0.55],
-                          "val_silhouette": [0.1, 0.2, 0.3, 0.35, 0.34, 0.33]})
-    fig = plot_training_curves({"RbL/seed0": frame, "RbL/seed1": frame, "QuadL/seed0": frame})
-    loss, sil = fig.axes
-    assert loss.get_xlabel() == sil.get_xlabel() == "epoch"
+                          "val_silhouette": [0.1, 0.2, 0.3, 0.35, 0.34, 0.33],
+                          "spread": [1.0, 0.9, 0.5, 0.2, 0.05, 0.01]})
+    old = frame.drop(columns="spread")  # a history written before the spread was recorded
+    fig = plot_training_curves({"RbL/seed0": frame, "RbL/seed1": frame, "QuadL/seed0": old}, collapse_spread=0.1)
+    loss, sil, spread = fig.axes
+    assert loss.get_xlabel() == sil.get_xlabel() == spread.get_xlabel() == "epoch"
     assert "loss" in loss.get_title().lower() and "silhouette" in sil.get_title().lower()
+    assert "spread" in spread.get_title().lower() and "collapse" in spread.get_title().lower()
     assert len(loss.get_lines()) == 3
+    # Two spread curves (the old history has none) and each run's best-epoch dot.
+    curves = [line for line in spread.get_lines() if len(line.get_xdata()) == len(epochs)]
+    assert len(curves) == 2
+    np.testing.assert_array_equal(curves[0].get_ydata(), frame["spread"])
+    shaded = spread.patches[0].get_extents()
+    assert shaded.height > 0  # the collapse band below 0.1
     assert _legend_texts(fig) == ["RbL (2 runs)", "QuadL (1 run)"]
     fig.savefig(tmp_path / "curves.png")
 

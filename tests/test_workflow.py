@@ -72,6 +72,12 @@ def test_results_table(run):
     assert len(val) == 4 and val["mean"].between(-1, 1).all()
     md = (run / "results/mini/summary.md").read_text()
     assert "Features: **logmel**" in md and "| RbL | 2 |" in md
+    assert "## Silhouette" in md and "## Collapse" in md
+    history = pd.read_csv(run / "results/mini/models/RbL/seed0/history.csv")
+    assert list(history.columns) == ["epoch", "loss", "val_silhouette", "spread"]
+    assert history["spread"].between(0, 2).all()
+    # out_dim: auto, 12 sounds -> 8-d embeddings
+    assert "out_dim auto: 8-d embeddings for 12 leaves" in (run / "results/mini/logs/train/RbL/seed0.log").read_text()
     for path in ("manifest.csv", "splits.csv", "features/auto.npy", "features/auto.norm.npz",
                  "models/RbL/seed1/model.pt", "models/RbL/seed1/history.csv", "embeddings/InitEmb/seed0.npz"):
         assert (run / "results/mini" / path).is_file(), path

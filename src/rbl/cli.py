@@ -121,6 +121,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     log.info("demo dataset written to %s", args.out)
 
 
+def cmd_corpus(args: argparse.Namespace) -> None:
+    from rbl.corpora import CORPORA, DEFAULT_CLIPS_PER_CLASS
+
+    clips = args.clips_per_class if args.clips_per_class is not None else DEFAULT_CLIPS_PER_CLASS[args.kind]
+    CORPORA[args.kind](Path(args.out), clips_per_class=clips, seed=args.seed, progress=not args.quiet)
+    log.info("%s corpus written to %s", args.kind, args.out)
+
+
 def cmd_convert_authors(args: argparse.Namespace) -> None:
     from rbl.convert import AUTHORS_SPLITS, authors_csv
 
@@ -294,6 +302,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from rbl.train import fit
 
     from rbl.data import load_taxonomy
+    from rbl.model import embedding_size
     from rbl.taxonomy import shuffle_leaves
 
     torch.set_num_threads(args.threads)
@@ -301,11 +310,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     settings = TrainSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
     manifest, labels, _ = _labels(args.manifest, args.taxonomy)
     split = _split_of(manifest, args.splits)
+    x = _load_array(args.features, "x")
+    if settings.out_dim == "auto":
+        leaves = len(load_taxonomy(args.taxonomy).leaf_codes())
+        settings = dataclasses.replace(settings, out_dim=embedding_size(leaves, x.shape[1]))
+        log.info("out_dim auto: %d-d embeddings for %d leaves", settings.out_dim, leaves)
     if settings.hierarchy == "random":
         # The control: train (and early-stop) on a shuffled tree; evaluation uses the true one.
         leaves = load_taxonomy(args.taxonomy).leaf_codes()
         labels = shuffle_leaves(labels, leaves, np.random.default_rng([args.seed, 1]))
-    x = _load_array(args.features, "x")
     if len(x) != len(manifest):
         raise InputError(f"{args.features}: {len(x)} rows, the manifest {len(manifest)}; rerun normalise")
     _require_finite(x, split, manifest, args.features)
@@ -313,7 +326,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     log.info("training %s on %s, seed %d", settings, device, args.seed)
     train, val = split == "train", split == "val"
     checkpoint, history = fit(x[train], labels[train], x[val], labels[val], settings, args.seed, device,
-                              progress=not args.quiet)
+                              progress=not args.quiet, collapse_spread=args.collapse_spread)
     checkpoint["settings"] = dataclasses.asdict(settings)
     checkpoint["device"] = str(device)
     log.info("best epoch %d, validation mean silhouette %.4f", checkpoint["epoch"], checkpoint["val_silhouette"])
@@ -411,19 +424,28 @@ def cmd_plot_training(args: argparse.Namespace) -> None:
     if len(args.histories) != len(args.names):
         raise InputError("plot-training: give one --names entry per --histories file")
     histories = {name: pd.read_csv(path) for name, path in zip(args.names, args.histories)}
-    _save_figure(plot_training_curves(histories), args.out)
+    _save_figure(plot_training_curves(histories, args.collapse_spread), args.out)
 
 
 def cmd_summarise(args: argparse.Namespace) -> None:
     from rbl.plots import plot_metric_bars
-    from rbl.summary import long_table, markdown, summarise
+    from rbl.summary import collapse_markdown, collapsed_runs, long_table, markdown, summarise
 
+    if len(args.histories) != len(args.names):
+        raise InputError("summarise: give one --names entry per --histories file")
     results = [json.loads(Path(p).read_text()) for p in args.metrics]
     long = long_table(results)
     table = summarise(long)
     _write_csv(long, args.out_long)
     _write_csv(table, args.out_csv)
     text = markdown(table, title=args.title)
+    if args.histories:
+        histories = {name: pd.read_csv(path) for name, path in zip(args.names, args.histories)}
+        collapsed = collapsed_runs(histories, args.collapse_spread)
+        for run in collapsed.itertuples():
+            log.warning("%s: the training embeddings collapsed (spread %.4f at epoch %d, below %g)",
+                        run.run, run.lowest_spread, run.first_epoch, args.collapse_spread)
+        text += "\n" + collapse_markdown(collapsed, len(histories), args.collapse_spread)
     write_text(args.out_md, text)
     _save_figure(plot_metric_bars(table), args.out_plot)
     print(text)
@@ -450,6 +472,15 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _int_or_auto(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+
+
 def _add_train_settings(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainSettings field; tuples take several values (none for an empty one)."""
     from rbl.experiment import TrainSettings
@@ -458,7 +489,9 @@ def _add_train_settings(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainSettings):
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
-        if typing.get_origin(kind) is tuple:
+        if kind == int | str:  # out_dim: a number or "auto"
+            parser.add_argument(flag, type=_int_or_auto, default=field.default)
+        elif typing.get_origin(kind) is tuple:
             parser.add_argument(flag, type=typing.get_args(kind)[0], nargs="*", default=field.default)
         else:
             parser.add_argument(flag, type=kind, default=field.default)
@@ -475,6 +508,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-class", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_demo)
+
+    from rbl.corpora import CORPORA
+
+    p = sub.add_parser("corpus", help="generate a realistic benchmark corpus (fluidsynth instruments, espeak-ng speech)")
+    p.add_argument("--kind", required=True, choices=sorted(CORPORA),
+                   help="instruments: GM family -> instrument; speech: language family -> language -> voice")
+    p.add_argument("--out", required=True, help="folder for audio/, annotations.csv and taxonomy.csv")
+    p.add_argument("--clips-per-class", type=int, default=None, help="clips per leaf (default: instruments 32, speech 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("convert-authors", help="the RbL authors' example-data CSVs -> annotations and taxonomy")
     p.add_argument("--dir", required=True, help="folder with train.csv, val.csv (and test.csv)")
@@ -545,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", required=True)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--collapse-spread", type=float, default=0.0,
+                   help="warn when the training embeddings' spread (mean pairwise distance) falls below this")
     _add_train_settings(p)
     p.set_defaults(func=cmd_train)
 
@@ -569,12 +614,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot-training", help="loss and validation silhouette per epoch")
     p.add_argument("--histories", nargs="+", required=True)
     p.add_argument("--names", nargs="+", required=True, help="one 'experiment/seed' label per history")
+    p.add_argument("--collapse-spread", type=float, default=0.1, help="shade spreads below this as collapse")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_plot_training)
 
     p = sub.add_parser("summarise", help="tables and a bar chart over experiments and seeds")
     p.add_argument("--metrics", nargs="+", required=True)
     p.add_argument("--title", default="Results")
+    p.add_argument("--histories", nargs="*", default=[], help="history.csv of every trained run")
+    p.add_argument("--names", nargs="*", default=[], help="one 'experiment/seed' label per history")
+    p.add_argument("--collapse-spread", type=float, default=0.1,
+                   help="report runs whose embedding spread fell below this")
     p.add_argument("--out-long", required=True, help="metrics.csv: one row per seed, split, level, metric")
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)

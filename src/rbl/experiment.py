@@ -15,7 +15,7 @@ class TrainSettings:
 
     loss: str = "rank"
     hierarchy: str = "taxonomy"
-    target: str = "edge"
+    target: str = "gap"
     distance: str = "cosine"
     sampler: str = "balanced"
     optimizer: str = "sgd"
@@ -26,6 +26,7 @@ class TrainSettings:
     max_epochs: int = 100
     patience: int = 20
     margin: float = 0.2
+    gap: float = 0.6
     margins: tuple[float, ...] = ()
-    out_dim: int = 3
+    out_dim: int | str = "auto"  # "auto": rbl.model.embedding_size of the taxonomy's leaves
     hidden: tuple[int, ...] = ()

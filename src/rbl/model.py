@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -22,3 +24,17 @@ class Embedder(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(x), dim=1)
+
+
+def embedding_size(leaves: int, in_dim: int) -> int:
+    """The embedding size `out_dim: auto` gives a taxonomy with `leaves` fine classes.
+
+    Half the next power of two at or above the number of leaves, at least 8, at most 64 and never
+    more than the input: 9-16 leaves -> 8, 17-32 -> 16, 33-64 -> 32, more -> 64. The paper's 3-d
+    sphere holds its 9 scenes but crowds 30 or more fine classes (config/README.md, "Embedding
+    size"); the paper's configs keep out_dim: 3.
+    """
+    if leaves < 1 or in_dim < 1:
+        raise ValueError(f"need at least one leaf and one input dimension, got {leaves} and {in_dim}")
+    size = 1 << max(0, math.ceil(math.log2(leaves)) - 1)
+    return min(in_dim, max(8, min(64, size)))

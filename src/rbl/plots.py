@@ -114,26 +114,35 @@ def plot_embeddings(emb: np.ndarray, labels: np.ndarray, names: list[list[str]],
     return fig
 
 
-def plot_training_curves(histories: dict[str, pd.DataFrame]) -> Figure:
-    """Training loss and validation mean silhouette per epoch for several runs.
+def plot_training_curves(histories: dict[str, pd.DataFrame], collapse_spread: float = 0.1) -> Figure:
+    """Training loss, validation mean silhouette and embedding spread per epoch for several runs.
 
     Keys name runs; 'experiment/seed' keys share a colour per experiment (one legend entry each).
-    Frames have columns epoch, loss, val_silhouette; the best validation epoch is marked.
+    Frames have columns epoch, loss, val_silhouette and spread (older histories may lack it); the
+    best validation epoch is marked, and spreads below `collapse_spread` are shaded as collapse.
     """
     groups = list(dict.fromkeys(key.split("/")[0] for key in histories))
     colour = dict(zip(groups, _colours(len(groups))))
-    fig, (ax_loss, ax_sil) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_loss, ax_sil, ax_spread) = plt.subplots(1, 3, figsize=(17, 4.5))
     for key, frame in histories.items():
         c = colour[key.split("/")[0]]
         ax_loss.plot(frame["epoch"], frame["loss"], color=c, alpha=0.8, lw=1.2)
         ax_sil.plot(frame["epoch"], frame["val_silhouette"], color=c, alpha=0.8, lw=1.2)
+        if "spread" in frame:
+            ax_spread.plot(frame["epoch"], frame["spread"], color=c, alpha=0.8, lw=1.2)
         if frame["val_silhouette"].notna().any():
             best = frame.loc[frame["val_silhouette"].idxmax()]
             ax_sil.plot(best["epoch"], best["val_silhouette"], "o", color=c, ms=5)
+            if "spread" in frame:
+                ax_spread.plot(best["epoch"], best["spread"], "o", color=c, ms=5)
+    ax_spread.axhspan(0, collapse_spread, color="tab:red", alpha=0.12, lw=0)
+    ax_spread.set_ylim(bottom=0)
     ax_loss.set(title="Training loss", xlabel="epoch", ylabel="mean loss per batch")
     ax_sil.set(title="Validation silhouette (mean over levels; dot: best epoch)", xlabel="epoch",
                ylabel="cosine silhouette")
-    for ax in (ax_loss, ax_sil):
+    ax_spread.set(title=f"Embedding spread (shaded: below {collapse_spread:g}, collapse)", xlabel="epoch",
+                  ylabel="mean pairwise distance, training sample")
+    for ax in (ax_loss, ax_sil, ax_spread):
         ax.grid(True, alpha=0.3)
     counts = {g: sum(1 for k in histories if k.split("/")[0] == g) for g in groups}
     handles = [Line2D([], [], color=colour[g], lw=2, label=f"{g} ({counts[g]} run{'s' * (counts[g] > 1)})")

@@ -37,6 +37,39 @@ def summarise(long: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def collapsed_runs(histories: dict[str, pd.DataFrame], threshold: float) -> pd.DataFrame:
+    """Runs whose training embeddings' spread fell below `threshold`: run, first epoch below it,
+    lowest spread, and the spread at the kept (best validation) epoch."""
+    rows = []
+    for name, history in histories.items():
+        if "spread" not in history or not (history["spread"] < threshold).any():
+            continue
+        below = history[history["spread"] < threshold]
+        best = history.loc[history["val_silhouette"].idxmax()] if history["val_silhouette"].notna().any() else None
+        rows.append({"run": name, "first_epoch": int(below["epoch"].iloc[0]),
+                     "lowest_spread": float(history["spread"].min()),
+                     "kept_epoch": int(best["epoch"]) if best is not None else -1,
+                     "kept_spread": float(best["spread"]) if best is not None else math.nan})
+    return pd.DataFrame(rows, columns=["run", "first_epoch", "lowest_spread", "kept_epoch", "kept_spread"])
+
+
+def collapse_markdown(collapsed: pd.DataFrame, runs: int, threshold: float) -> str:
+    """The summary's note on collapse: which runs' embeddings collapsed, or that none did."""
+    lines = ["## Collapse", ""]
+    if not len(collapsed):
+        lines.append(f"No run's training embeddings collapsed (spread, the mean pairwise distance of "
+                     f"a fixed sample of training clips, stayed at or above {threshold:g} in all {runs} runs).")
+        return "\n".join(lines + [""])
+    lines += [f"**{len(collapsed)} of {runs} runs collapsed**: the spread of their training embeddings "
+              f"(mean pairwise distance of a fixed sample) fell below {threshold:g}. Their figures "
+              "come from an earlier epoch, kept by early stopping; consider target: gap, a larger "
+              "out_dim or a lower lr.", "",
+              "| run | first epoch below | lowest spread | kept epoch | spread there |", "|---|---|---|---|---|"]
+    lines += [f"| {r.run} | {r.first_epoch} | {r.lowest_spread:.4f} | {r.kept_epoch} | {r.kept_spread:.4f} |"
+              for r in collapsed.itertuples()]
+    return "\n".join(lines + [""])
+
+
 def _cell(row: pd.Series) -> str:
     if np.isnan(row["mean"]):
         return "n/a"
@@ -48,11 +81,25 @@ def _cell(row: pd.Series) -> str:
     return text
 
 
+def silhouette_markdown(table: pd.DataFrame) -> list[str]:
+    """The headline table: cosine silhouette of every experiment per split and level, one row each."""
+    part = table[table["metric"] == "silhouette"]
+    columns = list(dict.fromkeys(zip(part["split"], part["level"])))
+    lines = ["## Silhouette", "", "| experiment | seeds | " + " | ".join(f"{s} {lv}" for s, lv in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for experiment, rows in part.groupby("experiment", sort=False):
+        cells = {(r["split"], r["level"]): _cell(r) for _, r in rows.iterrows()}
+        seeds = int(rows["n_seeds"].max())
+        lines.append(f"| {experiment} | {seeds} | " + " | ".join(cells.get(c, "") for c in columns) + " |")
+    return lines + [""]
+
+
 def markdown(table: pd.DataFrame, title: str) -> str:
-    """Paper-style tables, one per split: rows experiments, columns level x metric."""
+    """The silhouette table, then paper-style tables, one per split: rows experiments, columns level x metric."""
     extractor = ", ".join(sorted(table["extractor"].unique()))
     lines = [f"# {title}", "", f"Features: **{extractor}**. Cells: mean ± std over seeds "
              f"(change against {BASELINE}); n/a: not defined for this split.", ""]
+    lines += silhouette_markdown(table)
     for split, part in table.groupby("split", sort=False):
         columns = list(dict.fromkeys(zip(part["level"], part["metric"])))
         lines += [f"## {split}", "", "| experiment | seeds | " + " | ".join(f"{l} {m}" for l, m in columns) + " |",

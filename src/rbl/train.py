@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from rbl import losses
 from rbl.experiment import TrainSettings
+from rbl.losses.distances import pairwise_distance
 from rbl.metrics import mean_silhouette
 from rbl.model import Embedder
 from rbl.sampling import BalancedBatches, random_batches
@@ -20,11 +21,21 @@ from rbl.sampling import BalancedBatches, random_batches
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SPREAD_SAMPLE = 256  # training clips whose embeddings' spread is tracked
+
+
+def spread(embeddings: torch.Tensor, distance: str) -> float:
+    """Mean pairwise distance of a set of embeddings: near 0 when they collapse onto a point."""
+    n = len(embeddings)
+    if n < 2:
+        return math.nan
+    i, j = torch.triu_indices(n, n, offset=1, device=embeddings.device)
+    return float(pairwise_distance(embeddings, distance)[i, j].mean())
 
 
 def make_loss(settings: TrainSettings) -> torch.nn.Module:
     if settings.loss == "rank":
-        return losses.RankBasedLoss(target=settings.target, distance=settings.distance)
+        return losses.RankBasedLoss(target=settings.target, distance=settings.distance, margin=settings.gap)
     if settings.loss == "quadruplet":
         return losses.QuadrupletLoss(margins=settings.margins or settings.margin, distance=settings.distance)
     if settings.loss == "triplet":
@@ -47,8 +58,16 @@ def make_optimizer(settings: TrainSettings, parameters) -> torch.optim.Optimizer
 
 def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
         settings: TrainSettings, seed: int, device: torch.device,
-        progress: bool = True) -> tuple[dict, pd.DataFrame]:
-    """Train from a seeded start; return the best checkpoint (by validation mean silhouette) and the history."""
+        progress: bool = True, collapse_spread: float = 0.0) -> tuple[dict, pd.DataFrame]:
+    """Train from a seeded start; return the best checkpoint (by validation mean silhouette) and the history.
+
+    The history holds, per epoch, the mean training loss, the validation mean silhouette and the
+    spread (mean pairwise distance) of a fixed sample of training embeddings; a spread below
+    `collapse_spread` is logged as a warning, once, since it means the embeddings collapse.
+    """
+    if not isinstance(settings.out_dim, int):
+        raise ValueError(f"out_dim must be a number here, got {settings.out_dim!r}; resolve 'auto' from the "
+                         "taxonomy with rbl.model.embedding_size first (as `rbl train` does)")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
@@ -60,14 +79,27 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
     optimizer = make_optimizer(settings, model.parameters())
     balanced = BalancedBatches(y_train, settings.batch_size) if settings.sampler == "balanced" else None
 
-    def evaluate() -> float:
+    tracked = xt[torch.as_tensor(np.random.default_rng([seed, 2]).permutation(len(xt))[:SPREAD_SAMPLE],
+                                 device=device)]
+    warned = False
+
+    def evaluate() -> tuple[float, float]:
+        nonlocal warned
         model.eval()
         with torch.no_grad():
-            return mean_silhouette(model(xv), yv)
+            score, width = mean_silhouette(model(xv), yv), spread(model(tracked), settings.distance)
+        if width < collapse_spread and not warned:
+            warned = True
+            log.warning("the training embeddings are collapsing: their spread (mean pairwise %s distance) "
+                        "fell to %.4f, below %g, at epoch %d; try target: gap (RbL), a larger out_dim or "
+                        "a lower lr", settings.distance, width, collapse_spread, len(rows))
+        return score, width
 
-    best_score, best_epoch = evaluate(), 0
+    rows: list[dict] = []
+    best_score, width = evaluate()
+    best_epoch = 0
     best_state = copy.deepcopy(model.state_dict())
-    rows = [{"epoch": 0, "loss": math.nan, "val_silhouette": best_score}]
+    rows.append({"epoch": 0, "loss": math.nan, "val_silhouette": best_score, "spread": width})
     bar = tqdm(range(1, settings.max_epochs + 1), desc="training", unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
@@ -82,16 +114,17 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
             loss.backward()
             optimizer.step()
             total += loss.detach()
-        score = evaluate()
-        rows.append({"epoch": epoch, "loss": float(total) / max(1, len(batches)), "val_silhouette": score})
+        score, width = evaluate()
+        rows.append({"epoch": epoch, "loss": float(total) / max(1, len(batches)), "val_silhouette": score,
+                     "spread": width})
         if score > best_score or math.isnan(best_score):
             best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
-        bar.set_postfix(val_sil=f"{score:.3f}", best=f"{best_score:.3f}@{best_epoch}")
+        bar.set_postfix(val_sil=f"{score:.3f}", best=f"{best_score:.3f}@{best_epoch}", spread=f"{width:.3f}")
         if epoch - best_epoch >= settings.patience:
             break
     checkpoint = {"state_dict": best_state, "model": model.config, "epoch": best_epoch,
-                  "val_silhouette": best_score, "seed": seed}
+                  "val_silhouette": best_score, "spread": rows[best_epoch]["spread"], "seed": seed}
     return checkpoint, pd.DataFrame(rows)
 
 

@@ -12,9 +12,11 @@ PRECOMPUTED = "features_dir" in DATASET
 EXTRACTOR = "precomputed" if PRECOMPUTED else config["features"]["extractor"]
 # The folder of the clips' files: audio, or precomputed feature vectors.
 CLIP_ROOT = DATASET["features_dir"] if PRECOMPUTED else DATASET["audio_root"]
-# True when a rule of this workflow writes the annotations (the demo, a converter).
+# True when a rule of this workflow writes the annotations (the demo, a corpus, a converter).
 GENERATED_ANNOTATIONS = (
-    config["demo"].get("generate", False) or "authors_csv_dir" in DATASET
+    config["demo"].get("generate", False)
+    or config["corpus"].get("generate", False)
+    or "authors_csv_dir" in DATASET
 )
 
 if "authors_csv_dir" in DATASET and not os.path.isdir(DATASET["authors_csv_dir"]):
@@ -135,6 +137,20 @@ def all_plots(wildcards=None):
         if trained(exp)
     ]
     return plots
+
+
+def run_names():
+    """'experiment/seed<k>' of every trained run, in all_histories' order."""
+    return [
+        f"{exp}/seed{seed}"
+        for exp in config["experiments"]
+        if trained(exp)
+        for seed in seeds_of(exp)
+    ]
+
+
+def all_histories(wildcards=None):
+    return [f"{RESULTS}/models/{name}/history.csv" for name in run_names()]
 
 
 def all_metrics(wildcards=None):

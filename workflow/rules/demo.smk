@@ -16,3 +16,25 @@ if config["demo"].get("generate", False):
             code=code_version("demo"),
         shell:
             "rbl demo --out {params.out} --clips-per-class {params.clips} --seed {params.seed} 2> {log}"
+
+
+if config["corpus"].get("generate", False):
+
+    rule corpus_data:
+        output:
+            audio=directory(f"{config['corpus']['out_dir']}/audio"),
+            annotations=f"{config['corpus']['out_dir']}/annotations.csv",
+            taxonomy=f"{config['corpus']['out_dir']}/taxonomy.csv",
+        log:
+            f"{RESULTS}/logs/corpus_data.log",
+        conda:
+            ENV
+        params:
+            out=lambda wildcards, output: os.path.dirname(output.annotations),
+            kind=config["corpus"]["kind"],
+            clips=config["corpus"]["clips_per_class"],
+            seed=config["corpus"]["seed"],
+            code=code_version("corpora"),
+        shell:
+            "rbl --quiet corpus --kind {params.kind} --out {params.out} "
+            "--clips-per-class {params.clips} --seed {params.seed} 2> {log}"

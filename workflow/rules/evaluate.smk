@@ -67,14 +67,17 @@ rule plot_training:
         ENV
     params:
         names=lambda wc: " ".join(f"{wc.exp}/seed{seed}" for seed in seeds_of(wc.exp)),
+        collapse=config["train"]["collapse_spread"],
         code=code_version("plots"),
     shell:
-        "rbl plot-training --histories {input} --names {params.names} --out {output} 2> {log}"
+        "rbl plot-training --histories {input} --names {params.names} "
+        "--collapse-spread {params.collapse} --out {output} 2> {log}"
 
 
 rule summarise:
     input:
-        all_metrics,
+        metrics=all_metrics,
+        histories=all_histories,
     output:
         long=report(
             f"{RESULTS}/metrics.csv",
@@ -101,9 +104,13 @@ rule summarise:
         ENV
     params:
         title=f"RbL results: {DATASET['name']}",
+        names=lambda wc: " ".join(run_names()),
+        collapse=config["train"]["collapse_spread"],
         code=code_version("summary", "plots"),
     shell:
-        "rbl summarise --metrics {input} --title '{params.title}' --out-long {output.long} "
+        "rbl summarise --metrics {input.metrics} --title '{params.title}' "
+        "--histories {input.histories} --names {params.names} "
+        "--collapse-spread {params.collapse} --out-long {output.long} "
         "--out-csv {output.csv} --out-md {output.md} --out-plot {output.plot} > {log} 2>&1"
 
 

@@ -20,13 +20,15 @@ rule train:
     params:
         flags=lambda wc: train_flags(wc.exp),
         device=config["train"]["device"],
+        collapse=config["train"]["collapse_spread"],
         code=code_version(
             "train", "experiment", "losses", "model", "sampling", "metrics", "taxonomy"
         ),
     shell:
         "rbl train --features {input.features} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --seed {wildcards.seed} "
-        "--device {params.device} --threads {threads} {params.flags} --out {output.model} "
+        "--device {params.device} --threads {threads} {params.flags} "
+        "--collapse-spread {params.collapse} --out {output.model} "
         "--history {output.history} 2> {log}"
 
 

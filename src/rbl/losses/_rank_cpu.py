@@ -1,4 +1,4 @@
-"""RbL with the edge target on CPU: a compiled kernel (numba) for value and gradient, one autograd node.
+"""RbL with the gap and edge targets on CPU: a compiled kernel (numba) for value and gradient, one autograd node.
 
 Why compiled rather than torch or NumPy operators: on CPU this loss is bookkeeping over small
 arrays, where per-operator costs dominate. A bare torch normalise-matmul graph takes about 0.3 ms
@@ -8,13 +8,12 @@ microseconds, leaving the fixed cost of one autograd node (see benchmarks/README
 path in `rank.py` stays the device-generic implementation (GPU, reference target).
 
 Value and gradient equal `rank_based_loss(pairwise_distance(x)[i, j], tree_distance(labels,
-labels)[i, j], "edge")`, computed in float64 (tests/test_losses.py checks both against the
-pair-by-pair loop and the torch path).
+labels)[i, j], target, margin)`, computed in float64 (tests/test_losses.py checks both against
+the pair-by-pair loop and the torch path).
 
-How: with t_p = clamp(d_p, lo_r, hi_r), lo_r and hi_r the sorted distances at the first and last
-position of rank r's block, (d_p - t_p)^2 equals the loss term I_p (d_p - t_p)^2 of every pair,
-tied or not (a misplaced pair equal to its edge contributes 0 either way). So no sort is needed:
-only the order statistics at the boundaries between blocks (`_order_statistics`). Pair ranks are
+How: both targets bound each pair by an interval [lo_r, hi_r] that depends only on the sorted
+distances either side of the boundaries between consecutive blocks, so no sort is needed: only
+those order statistics (`_order_statistics`). Pair ranks are
 looked up in a table between the batch's distinct label rows. The passes over the N (N - 1) / 2
 pairs run along memory so that the compiler vectorises them: distances and levels; the order
 statistics (two more passes on large batches); residuals; the gradient (`_scatter`). Buffers for the pairs are kept between
@@ -30,9 +29,12 @@ from torch.autograd.function import once_differentiable
 
 EPS_NORM = 1e-12  # F.normalize's eps
 EPS_SQUARED = 1e-12  # pairwise_distance's floor on squared euclidean distances
+EPS_MEAN = 1e-12  # floor on the mean distance that the gap target divides by
 UNDECIDED = -1
 COSINE, EUCLIDEAN = 0, 1
 _KINDS = {"cosine": COSINE, "euclidean": EUCLIDEAN}
+EDGE, GAP = 0, 1
+_TARGETS = {"edge": EDGE, "gap": GAP}
 BUCKETS = 4096  # order statistics of more than 4 x this many pairs go through value buckets
 MAX_LEVELS = 60  # rank levels are stored as int8, with FLOORED added
 FLOORED = 64  # marks a pair whose euclidean distance the floor holds
@@ -56,42 +58,49 @@ class Workspace:
         return self.dist, self.level
 
 
-def edge_rank_loss(embeddings: torch.Tensor, labels: torch.Tensor, distance: str,
-                   workspace: Workspace | None = None) -> torch.Tensor:
-    """RbL (edge target) of CPU float embeddings (N, D) with labels (N, L); one autograd node."""
+def block_rank_loss(embeddings: torch.Tensor, labels: torch.Tensor, distance: str, target: str,
+                    margin: float, workspace: Workspace | None = None) -> torch.Tensor:
+    """RbL (gap or edge target) of CPU float embeddings (N, D) with labels (N, L); one autograd node."""
     workspace = workspace or Workspace()
     if torch.is_grad_enabled() and embeddings.requires_grad:
-        return _EdgeRankLoss.apply(embeddings, labels, distance, workspace)
-    loss, _ = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance, False, workspace)
+        return _BlockRankLoss.apply(embeddings, labels, distance, target, margin, workspace)
+    loss, _ = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance, False, workspace,
+                            target=target, margin=margin)
     return torch.tensor(loss, dtype=embeddings.dtype)
 
 
-class _EdgeRankLoss(torch.autograd.Function):
+class _BlockRankLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, embeddings: torch.Tensor, labels: torch.Tensor, distance: str,
-                workspace: Workspace) -> torch.Tensor:
-        loss, grad = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance, True, workspace)
+    def forward(ctx, embeddings: torch.Tensor, labels: torch.Tensor, distance: str, target: str,
+                margin: float, workspace: Workspace) -> torch.Tensor:
+        loss, grad = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance, True, workspace,
+                                   target=target, margin=margin)
         ctx.grad = torch.from_numpy(grad)
         return torch.tensor(loss, dtype=embeddings.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: torch.Tensor):
-        return grad_output * ctx.grad, None, None, None
+        return grad_output * ctx.grad, None, None, None, None, None
 
 
 def loss_and_grad(x: np.ndarray, labels: np.ndarray, distance: str, want_grad: bool = True,
-                  workspace: Workspace | None = None, buckets: int = BUCKETS):
+                  workspace: Workspace | None = None, buckets: int = BUCKETS, *, target: str,
+                  margin: float):
     """(loss, d loss / d x or None) for embeddings x (N, D) and labels (N, L), negative = unknown.
 
-    The kernel computes in float64; the gradient comes back in x's dtype.
+    target: "gap" (with `margin`) or "edge" (margin unused), as `rank_based_loss`. The kernel
+    computes in float64; the gradient comes back in x's dtype.
     """
+    if target not in _TARGETS:
+        raise ValueError(f"the CPU kernel computes the targets {tuple(_TARGETS)}, not {target!r}")
     if labels.ndim != 2 or labels.shape[1] > MAX_LEVELS or len(labels) != len(x):
         raise ValueError(f"labels must be (N, L) with N = {len(x)} and L <= {MAX_LEVELS}, got {labels.shape}")
     x64 = np.ascontiguousarray(x, dtype=np.float64)
     codes = np.ascontiguousarray(labels, dtype=np.int64)
     dist, level = (workspace or Workspace()).buffers(len(x))
-    loss, grad = _kernel(x64, codes, _KINDS[distance], want_grad, dist, level, buckets)
+    loss, grad = _kernel(x64, codes, _KINDS[distance], want_grad, dist, level, buckets, _TARGETS[target],
+                         float(margin))
     if np.isnan(loss):  # the kernel's sign of a distance that is not finite
         what = ("the embeddings hold NaN or Inf" if not np.isfinite(x64).all() else
                 f"pair distances overflow (embeddings of magnitude {np.abs(x64).max():.3g})")
@@ -260,7 +269,7 @@ def _label_groups(labels: np.ndarray):
 
 @numba.njit(cache=True)
 def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_buffer: np.ndarray,
-            level_buffer: np.ndarray, buckets: int):
+            level_buffer: np.ndarray, buckets: int, target: int, margin: float):
     n, dim = x.shape
     depth = labels.shape[1]
     # Columns of the rows as the distance sees them: unit vectors (cosine) or the embeddings
@@ -296,6 +305,7 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
     # the euclidean floor holds the distance, so it passes no gradient).
     dist, level = dist_buffer, level_buffer
     low, high = np.inf, -np.inf
+    decided_sum = 0.0
     finite = True
     start = 0
     for i in range(n - 1):
@@ -321,13 +331,16 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
             level[start + t] = c
             if c >= 0:
                 low, high = min(low, d), max(high, d)
+                decided_sum += d
         start += len(seg)
     n_all = start
     if not finite:  # NaN or Inf embeddings, or overflow: no order, and the buckets would be undefined
         return np.nan, grad
 
-    # Block edges: lo (first) and hi (last sorted distance) of each level's block. The lowest
-    # present level has nothing before it and the highest nothing after: -inf and +inf.
+    # Each level's interval [lo, hi]. Edge: the first and last sorted distance of its block. Gap:
+    # margin / 2 inside the boundaries (midpoints of the sorted distances either side of each
+    # edge between consecutive blocks). The lowest present level has nothing before it and the
+    # highest nothing after: -inf and +inf.
     lo = np.full(depth + 1, -np.inf)
     hi = np.full(depth + 1, np.inf)
     ends = np.cumsum(counts)
@@ -337,26 +350,54 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
         positions[2 * b] = ends[present[b]] - 1
         positions[2 * b + 1] = ends[present[b]]
     edges = _order_statistics(dist[:n_all], level[:n_all], p, positions, buckets, low, high)
+    # Gap works on distances over their mean (unit = mean decided distance): bounds in that unit.
+    unit = max(decided_sum / p, EPS_MEAN) if target == GAP else 1.0
     for b in range(len(present) - 1):
-        hi[present[b]] = edges[2 * b]
-        lo[present[b + 1]] = edges[2 * b + 1]
+        if target == GAP:
+            middle = 0.5 * (edges[2 * b] + edges[2 * b + 1]) / unit
+            hi[present[b]] = middle - 0.5 * margin
+            lo[present[b + 1]] = middle + 0.5 * margin
+        else:
+            hi[present[b]] = edges[2 * b]
+            lo[present[b + 1]] = edges[2 * b + 1]
 
-    # Residuals r_p = d_p - clamp(d_p, lo, hi), nonzero only for misplaced pairs; each pair's
-    # distance is replaced by its weight in the gradient: d loss / d d_p = 2 r_p / P, over d_p
-    # for the euclidean distance (d d_p / d x_i = (x_i - x_j) / d_p).
+    # Residuals r_p = relu(d_p - hi) - relu(lo - d_p) (a level's gap interval may be empty: then
+    # both bounds pull); the loss term is their squares' sum. Each pair's distance is replaced by
+    # its weight in the gradient: d loss / d d_p = 2 w_p r_p, over d_p for the euclidean distance
+    # (d d_p / d x_i = (x_i - x_j) / d_p).
+    # Weights: 1 / P per pair (edge), 1 / (levels present x pairs of the level) (gap).
+    weight = np.full(depth + 1, 1.0 / p)
+    if target == GAP:
+        for c in present:
+            weight[c] = 1.0 / (len(present) * counts[c])
+    # First pass: the loss, and for gap S = sum_p g_p d~_p with g_p = d loss / d d~_p, since the
+    # mean couples every pair: d loss / d d_q = (g_q - S / P) / unit.
     total = 0.0
-    scale = 2.0 / p
+    coupled = 0.0
+    for q in range(n_all):
+        c = level[q]
+        if c < 0:
+            continue
+        c = c & (FLOORED - 1)
+        d = dist[q] / unit
+        above = max(d - hi[c], 0.0)
+        below = max(lo[c] - d, 0.0)
+        total += weight[c] * (above * above + below * below)
+        coupled += 2.0 * weight[c] * (above - below) * d
+    shift = coupled / p if target == GAP else 0.0
+    # Second pass: each pair's distance is replaced by its weight in the gradient.
     for q in range(n_all):
         c = level[q]
         valid = c >= 0
         c = c & (FLOORED - 1) if valid else 0
         d = dist[q]
-        r = d - min(max(d, lo[c]), hi[c]) if valid else 0.0
-        total += r * r
+        above = max(d / unit - hi[c], 0.0) if valid else 0.0
+        below = max(lo[c] - d / unit, 0.0) if valid else 0.0
+        g = (2.0 * weight[c] * (above - below) - shift) / unit if valid else 0.0
         if kind == COSINE:
-            dist[q] = scale * r
+            dist[q] = g
         else:
-            dist[q] = scale * r / d if level[q] < FLOORED else 0.0
+            dist[q] = g / d if level[q] < FLOORED else 0.0
     if want_grad:
         _scatter(cols, dist, kind, grad)
         if kind == COSINE:
@@ -369,7 +410,7 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
                     radial = 0.0
                 for k in range(dim):
                     grad[i, k] = (grad[i, k] - radial * cols[k, i]) / denom[i]
-    return total / p, grad
+    return total, grad
 
 
 @numba.njit(cache=True, fastmath={"reassoc"})
