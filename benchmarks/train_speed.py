@@ -85,9 +85,10 @@ def main() -> None:
           f"{torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}, "
           f"python {platform.python_version()}")
 
-    settings = TrainSettings(optimizer="sgd", lr=args.lr, batch_size=12, max_epochs=args.epochs,
+    settings = TrainSettings(target="edge", optimizer="sgd", lr=args.lr, batch_size=12, max_epochs=args.epochs,
                              patience=args.epochs, out_dim=3)
-    fit(xt, yt, xv, yv, TrainSettings(max_epochs=2, out_dim=3), 0, torch.device("cpu"), progress=False)  # warm-up
+    fit(xt, yt, xv, yv, TrainSettings(target="edge", max_epochs=2, out_dim=3), 0, torch.device("cpu"),
+        progress=False)  # warm-up
     start = time.perf_counter()
     _, history = fit(xt, yt, xv, yv, settings, 0, torch.device("cpu"), progress=False)
     ours_s = time.perf_counter() - start

@@ -102,8 +102,8 @@ def test_gap_target_is_zero_only_with_the_gap():
 
 def test_perfect_embedding_has_zero_loss():
     labels = torch.tensor([[0, 0], [0, 0], [0, 1], [1, 2], [1, 2]])
-    x = torch.tensor([[0.0, 0.0], [0.0, 0.01], [1.5, 0.0], [5.0, 5.0], [5.0, 5.01]], dtype=torch.float64)
-    for target in ("gap", "edge"):  # gap: blocks at least 0.33 mean distances apart (margin 0.2)
+    x = torch.tensor([[0.0, 0.0], [0.0, 0.01], [5.0, 0.0], [0.0, 10.0], [0.01, 10.0]], dtype=torch.float64)
+    for target in ("gap", "edge"):  # gap: blocks 0.69 mean distances apart (the default margin: 0.6)
         assert RankBasedLoss(distance="euclidean", target=target)(x, labels).item() == 0.0
 
 

@@ -40,8 +40,6 @@ atomically. A missing program or soundfont raises InputError naming it and the i
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -56,7 +54,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from rbl.atomic import atomic_path, write_text
+from rbl.atomic import atomic_path, write_csv_rows, write_text
 from rbl.errors import InputError
 
 __all__ = ["CORPORA", "DEFAULT_CLIPS_PER_CLASS", "INSTRUMENT_FAMILIES", "SOUNDFONT", "SPEECH_FAMILIES",
@@ -226,18 +224,11 @@ def _write_wav(path: Path, data: np.ndarray, sr: int) -> None:
         sf.write(tmp, data, sr, format="WAV", subtype="PCM_16")
 
 
-def _csv_text(header: list[str], rows: list[list[str]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
 
 def _write_tables(out: Path, levels: list[str], taxonomy: list[tuple[str, ...]], annotations: list[list[str]],
                   info: dict) -> None:
-    write_text(out / "taxonomy.csv", _csv_text(levels, [list(r) for r in taxonomy]))
-    write_text(out / "annotations.csv", _csv_text(["file", "label"], annotations))
+    write_csv_rows(out / "taxonomy.csv", levels, [list(r) for r in taxonomy])
+    write_csv_rows(out / "annotations.csv", ["file", "label"], annotations)
     write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
 
 

@@ -65,8 +65,6 @@ written atomically.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -75,7 +73,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from rbl.atomic import atomic_path, write_text
+from rbl.atomic import atomic_path, write_csv_rows
 
 __all__ = ["DEFAULT_SAMPLE_RATES", "TAXONOMY", "generate"]
 
@@ -349,13 +347,6 @@ def _render(sound: str, rng: np.random.Generator, sr: int, seconds: float, chann
     return ints[:, 0] if channels == 1 else ints
 
 
-def _csv_text(header: list[str], rows: list[list[str]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
 
 def generate(out_dir: str | os.PathLike, clips_per_class: int = 6, seed: int = 0) -> None:
     """Write the synthetic dataset (taxonomy.csv, annotations.csv, audio/) under `out_dir`.
@@ -399,5 +390,5 @@ def generate(out_dir: str | os.PathLike, clips_per_class: int = 6, seed: int = 0
                 annotation_rows.append([rel, label, f"{sound}-src{k // 2}"])
                 index += 1
 
-    write_text(out_dir / "taxonomy.csv", _csv_text(["family", "sound"], taxonomy_rows))
-    write_text(out_dir / "annotations.csv", _csv_text(["file", "label", "group"], annotation_rows))
+    write_csv_rows(out_dir / "taxonomy.csv", ["family", "sound"], taxonomy_rows)
+    write_csv_rows(out_dir / "annotations.csv", ["file", "label", "group"], annotation_rows)

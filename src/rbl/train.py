@@ -81,25 +81,27 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
 
     tracked = xt[torch.as_tensor(np.random.default_rng([seed, 2]).permutation(len(xt))[:SPREAD_SAMPLE],
                                  device=device)]
-    warned = False
-
     def evaluate() -> tuple[float, float]:
-        nonlocal warned
+        """Validation mean silhouette and the tracked training embeddings' spread."""
         model.eval()
         with torch.no_grad():
-            score, width = mean_silhouette(model(xv), yv), spread(model(tracked), settings.distance)
+            return mean_silhouette(model(xv), yv), spread(model(tracked), settings.distance)
+
+    warned = False
+
+    def warn_collapse(epoch: int, width: float) -> bool:
         if width < collapse_spread and not warned:
-            warned = True
             log.warning("the training embeddings are collapsing: their spread (mean pairwise %s distance) "
                         "fell to %.4f, below %g, at epoch %d; try target: gap (RbL), a larger out_dim or "
-                        "a lower lr", settings.distance, width, collapse_spread, len(rows))
-        return score, width
+                        "a lower lr", settings.distance, width, collapse_spread, epoch)
+            return True
+        return warned
 
-    rows: list[dict] = []
     best_score, width = evaluate()
     best_epoch = 0
     best_state = copy.deepcopy(model.state_dict())
-    rows.append({"epoch": 0, "loss": math.nan, "val_silhouette": best_score, "spread": width})
+    rows = [{"epoch": 0, "loss": math.nan, "val_silhouette": best_score, "spread": width}]
+    warned = warn_collapse(0, width)
     bar = tqdm(range(1, settings.max_epochs + 1), desc="training", unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
@@ -117,6 +119,7 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
         score, width = evaluate()
         rows.append({"epoch": epoch, "loss": float(total) / max(1, len(batches)), "val_silhouette": score,
                      "spread": width})
+        warned = warn_collapse(epoch, width)
         if score > best_score or math.isnan(best_score):
             best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())

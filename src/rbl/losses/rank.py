@@ -40,11 +40,11 @@ KERNEL_TARGETS = ("gap", "edge")
 
 
 def rank_based_loss(distances: torch.Tensor, ranks: torch.Tensor, target: str = "gap",
-                    margin: float = 0.0) -> torch.Tensor:
+                    margin: float = 0.6) -> torch.Tensor:
     """RbL over a flat list of pair distances (P,) and their ranks (P,), -1 meaning undecided.
 
-    `margin` is the gap that target="gap" demands between consecutive blocks; the other targets
-    ignore it. See the module docstring for the targets.
+    `margin` is the gap that target="gap" demands between consecutive blocks, in mean distances
+    (the workflow's `gap` setting); the other targets ignore it. See the module docstring for the targets.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -95,7 +95,7 @@ def _reference_loss(d: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 class RankBasedLoss(torch.nn.Module):
     """RbL as a module: `loss(embeddings (N, D), labels (N, L) int, -1 unknown) -> scalar`."""
 
-    def __init__(self, target: str = "gap", distance: str = "cosine", margin: float = 0.2) -> None:
+    def __init__(self, target: str = "gap", distance: str = "cosine", margin: float = 0.6) -> None:
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
