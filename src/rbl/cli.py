@@ -330,6 +330,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     checkpoint["settings"] = dataclasses.asdict(settings)
     checkpoint["device"] = str(device)
     log.info("best epoch %d, validation mean silhouette %.4f", checkpoint["epoch"], checkpoint["val_silhouette"])
+    if checkpoint["epoch"] == 0:
+        log.warning("no epoch improved on the untrained model, which is the one kept: see the loss and spread "
+                    "in %s (a collapse, too few pairs per batch, or a learning rate too high)", args.history)
     _write_csv(history, args.history)
     with atomic_path(args.out) as tmp:
         torch.save(checkpoint, tmp)

@@ -29,4 +29,4 @@ class TrainSettings:
     gap: float = 0.6
     margins: tuple[float, ...] = ()
     out_dim: int | str = "auto"  # "auto": rbl.model.embedding_size of the taxonomy's leaves
-    hidden: tuple[int, ...] = ()
+    hidden: tuple[int, ...] = (256,)  # one ReLU layer; () is the paper's single linear layer
