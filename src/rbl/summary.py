@@ -81,34 +81,28 @@ def _cell(row: pd.Series) -> str:
     return text
 
 
-def silhouette_markdown(table: pd.DataFrame) -> list[str]:
-    """The headline table: cosine silhouette of every experiment per split and level, one row each."""
-    part = table[table["metric"] == "silhouette"]
-    columns = list(dict.fromkeys(zip(part["split"], part["level"])))
-    lines = ["## Silhouette", "", "| experiment | seeds | " + " | ".join(f"{s} {lv}" for s, lv in columns) + " |",
+def _grid(part: pd.DataFrame, by: list[str]) -> list[str]:
+    """A Markdown table: one row per experiment (with its number of seeds), one column per distinct
+    combination of the `by` columns, in order of appearance."""
+    columns = list(dict.fromkeys(zip(*(part[c] for c in by))))
+    lines = ["| experiment | seeds | " + " | ".join(" ".join(map(str, c)) for c in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for experiment, rows in part.groupby("experiment", sort=False):
-        cells = {(r["split"], r["level"]): _cell(r) for _, r in rows.iterrows()}
+        cells = {tuple(r[c] for c in by): _cell(r) for _, r in rows.iterrows()}
         seeds = int(rows["n_seeds"].max())
         lines.append(f"| {experiment} | {seeds} | " + " | ".join(cells.get(c, "") for c in columns) + " |")
-    return lines + [""]
+    return lines
 
 
 def markdown(table: pd.DataFrame, title: str) -> str:
-    """The silhouette table, then paper-style tables, one per split: rows experiments, columns level x metric."""
+    """The silhouette of every experiment per split and level (the headline), then paper-style
+    tables, one per split: rows experiments, columns level x metric."""
     extractor = ", ".join(sorted(table["extractor"].unique()))
     lines = [f"# {title}", "", f"Features: **{extractor}**. Cells: mean ± std over seeds "
              f"(change against {BASELINE}); n/a: not defined for this split.", ""]
-    lines += silhouette_markdown(table)
+    lines += ["## Silhouette", "", *_grid(table[table["metric"] == "silhouette"], ["split", "level"]), ""]
     for split, part in table.groupby("split", sort=False):
-        columns = list(dict.fromkeys(zip(part["level"], part["metric"])))
-        lines += [f"## {split}", "", "| experiment | seeds | " + " | ".join(f"{l} {m}" for l, m in columns) + " |",
-                  "|---|---|" + "---|" * len(columns)]
-        for experiment, rows in part.groupby("experiment", sort=False):
-            cells = {(r["level"], r["metric"]): _cell(r) for _, r in rows.iterrows()}
-            seeds = int(rows["n_seeds"].max())
-            lines.append(f"| {experiment} | {seeds} | " + " | ".join(cells.get(c, "") for c in columns) + " |")
-        lines.append("")
+        lines += [f"## {split}", "", *_grid(part, ["level", "metric"]), ""]
     undefined = table[table["mean"].isna()].drop_duplicates(["split", "level", "metric", "reason"])
     if len(undefined):
         lines += ["## Not defined", ""]
