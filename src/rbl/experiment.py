@@ -23,7 +23,7 @@ class TrainSettings:
     momentum: float = 0.0
     weight_decay: float = 0.0
     batch_size: int = 12
-    max_epochs: int = 100
+    max_epochs: int = 200
     patience: int = 20
     margin: float = 0.2
     gap: float = 0.6
