@@ -44,7 +44,7 @@ def parse_variant(text: str, base: dict) -> tuple[str, TrainSettings]:
         key, _, value = item.partition("=")
         values[key] = yaml.safe_load(value)
     fields = {f.name for f in dataclasses.fields(TrainSettings)}
-    unknown = set(values) - fields - {"loss_name"}
+    unknown = set(values) - fields
     if unknown:
         raise SystemExit(f"variant {name!r}: unknown keys {sorted(unknown)}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields}
@@ -104,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
             if settings.hierarchy == "random":
                 y = shuffle_leaves(labels, taxonomy.leaf_codes(), np.random.default_rng([seed, 1]))
             start = time.perf_counter()
-            checkpoint, history = fit(x[train], y[train], x[val], y[val], settings, seed, torch.device("cpu"),
+            checkpoint, _ = fit(x[train], y[train], x[val], y[val], settings, seed, torch.device("cpu"),
                                       progress=False)
             with torch.no_grad():
                 emb = load_model(checkpoint, torch.device("cpu"))(torch.as_tensor(x, dtype=torch.float32)).numpy()
             for (s, lv), v in silhouettes(emb, labels, split, levels).items():
                 rows.append({"variant": name, "seed": seed, "split": s, "level": lv, "silhouette": v,
                              "epoch": checkpoint["epoch"]})
-            spread = history["spread"].iloc[checkpoint["epoch"]] if "spread" in history else float("nan")
+            spread = checkpoint["spread"]
             print(f"{name} seed {seed}: best epoch {checkpoint['epoch']}, val {checkpoint['val_silhouette']:.3f}, "
                   f"spread {spread:.3f}, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)

@@ -15,21 +15,5 @@ if [ ${#packages[@]} -eq 0 ]; then
     exit 0
 fi
 echo "missing: ${packages[*]}; installing them"
-if [ "$(id -u)" -ne 0 ]; then
-    echo "error: installing packages needs root (apt-get); run as root or install ${packages[*]} yourself" >&2
-    exit 2
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: no apt-get here; install ${packages[*]} with this system's package manager" >&2
-    exit 2
-fi
-export DEBIAN_FRONTEND=noninteractive
-if ! apt-get update -qq; then
-    echo "error: apt-get update failed (no network to the Debian mirrors?)" >&2
-    exit 3
-fi
-if ! apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null; then
-    echo "error: apt-get install ${packages[*]} failed" >&2
-    exit 3
-fi
+"$(dirname "$0")/apt_install.sh" "${packages[@]}"
 echo "installed: ${packages[*]}"
