@@ -134,10 +134,13 @@ def cmd_convert_authors(args: argparse.Namespace) -> None:
 
     folder = Path(args.dir)
     if not folder.is_dir():
-        raise InputError(f"{folder}: folder not found; it should hold the authors' train.csv and val.csv "
-                         "(set dataset.authors_csv_dir in the config)")
+        raise InputError(f"{folder}: folder not found; it should hold the authors' train.csv and val.csv, "
+                         "optionally test.csv (set dataset.authors_csv_dir in the config)")
+    # train and val are required (a missing one is named by _read_table); test.csv is optional.
     tables = {name: _read_table(folder / f"{name}.csv") for name in AUTHORS_SPLITS
-              if (folder / f"{name}.csv").is_file() or name != "test"}
+              if name != "test" or (folder / "test.csv").is_file()}
+    if "test" not in tables:
+        log.info("%s has no test.csv: no test_seen clips from the authors' split", folder)
     annotations, taxonomy = authors_csv(tables)
     _write_csv(taxonomy, args.out_taxonomy)
     _write_csv(annotations, args.out_annotations)
@@ -194,7 +197,7 @@ def cmd_split(args: argparse.Namespace) -> None:
             log.warning("%d clip(s) skipped at extraction are left out of every split (see %s)",
                         len(skipped), args.skipped)
     splits = make_splits(manifest, list(taxonomy.levels), args.unseen_per_parent, fractions, args.seed,
-                         skipped=skipped)
+                         skipped=skipped, source=args.manifest)
     log.info("splits: %s", splits["split"].value_counts().to_dict())
     _write_csv(splits, args.out)
 

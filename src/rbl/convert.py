@@ -5,6 +5,11 @@ one CSV per split with columns `<index>, wavfilename, hierarchical_labels`, the 
 `fine_COARSE` (e.g. `metro-station_INDOOR`), and one feature file per clip in a folder named after
 the split (`train/a001_30_60.npy` for `a001_30_60.wav`). Clips are 30 s segments of longer
 recordings named `<recording>_<start>_<end>.wav`; the recording becomes the group.
+
+Their repository (example_data/) publishes train.csv (480 clips), val.csv (192) and test.csv (30,
+with an extra index column), each with its feature folder. The test clips are of the same 9 scenes
+as training, so they become `test_seen`; the authors split by clip, not by recording (every test
+clip's recording also has training clips), and the converted split keeps theirs as it is.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import posixpath
 from pathlib import Path
 
 import pandas as pd
@@ -55,28 +56,33 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _resolve(root: Path, rel: str, where: str, suffix: str | None) -> Path:
-    """The path of an annotation's file under root, refusing any path that leaves the root.
+def _resolve(root: Path, rel: str, where: str, suffix: str | None) -> tuple[str, Path]:
+    """(normalised name, path) of an annotation's file under root, refusing any path that leaves it.
 
-    With `suffix`, the file's extension is replaced (precomputed features: clip.wav -> clip.npy).
+    The name is the path relative to root with `\\` read as `/` and `.`, `..` and repeated
+    slashes collapsed, so `./x.wav` and `sub/../x.wav` both name `x.wav`. With `suffix`, the
+    file's extension is replaced (precomputed features: clip.wav -> clip.npy).
     """
     if not rel:
         raise InputError(f"{where}: the 'file' cell is empty")
     if os.path.isabs(rel) or Path(rel).drive:
         raise InputError(f"{where}: '{rel}' is an absolute path; give paths relative to the root folder {root}")
-    path = root / rel
+    name = posixpath.normpath(rel)
+    path = root / name
     if suffix is not None:
         path = path.with_suffix(suffix)
-    if not path.resolve().is_relative_to(root.resolve()):
+    if name == ".." or name.startswith("../") or not path.resolve().is_relative_to(root.resolve()):
         raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
-    return path
+    return name, path
 
 
 def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, source: str,
                    suffix: str | None = None) -> pd.DataFrame:
     """Validate annotation rows against the taxonomy and the files under root; one manifest row each.
 
-    `root` holds the audio, or (with suffix=".npy") one precomputed feature vector per clip.
+    `root` holds the audio, or (with suffix=".npy") one precomputed feature vector per clip. Rows
+    keep the annotations' order (manifest row i is annotation line i + 2), so later stages can
+    name annotation lines; `file` is the normalised path (see _resolve).
     """
     for column in ("file", "label"):
         if column not in annotations.columns:
@@ -86,15 +92,20 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
                              "annotations need 'file' and 'label', optionally 'group' and 'split'")
     if len(annotations) == 0:
         raise InputError(f"{source}: no rows")
-    rows, missing, first_line = [], [], {}
+    rows, missing, first = [], [], {}
     has_split = "split" in annotations.columns
     for line, record in enumerate(annotations.to_dict("records"), start=2):
         where = f"{source} line {line}"
-        rel = record["file"].strip().replace("\\", "/")
-        if rel in first_line:
-            raise InputError(f"{where}: '{rel}' is listed again (first at line {first_line[rel]}); keep one row per file")
-        first_line[rel] = line
-        path = _resolve(root, rel, where, suffix)
+        given = record["file"].strip().replace("\\", "/")
+        rel, path = _resolve(root, given, where, suffix)
+        # The same file under another spelling (./x.wav, sub/../x.wav, a symlink inside the root,
+        # or x.wav and x.flac that share x.npy) is the same clip: a repeated row, not a new one.
+        key = str(path.resolve())
+        if key in first:
+            line0, given0 = first[key]
+            same = f"'{given}'" if given == given0 else f"'{given}' (the same file as '{given0}')"
+            raise InputError(f"{where}: {same} is listed again (first at line {line0}); keep one row per file")
+        first[key] = (line, given)
         if not record["label"].strip():
             raise InputError(f"{where}: the 'label' cell is empty; give a taxonomy node (a leaf, an inner node "
                              "for an incomplete label, or a path 'parent/child')")

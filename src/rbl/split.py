@@ -1,9 +1,23 @@
-"""Train / val / test_seen / test_unseen assignment.
+"""Train / val / test_seen / test_unseen assignment that does not move when data is added.
 
-test_unseen holds whole fine classes that training never sees: `unseen_per_parent` leaves are
-drawn under every parent that has more children than that. The remaining clips are divided by
-group (a recording or source stays within one split), stratified by fine class, towards the
-requested fractions. An explicit split column, when given, is used as it is.
+Every decision is a hash of (seed, name) alone, so adding clips, groups or classes leaves the
+decisions about everything else as they were (docs/ARCHITECTURE.md, "Splits", says exactly what
+is and is not stable):
+
+- test_unseen holds whole fine classes that training never sees: under every parent with more
+  than `unseen_per_parent` leaves, the `unseen_per_parent` leaves whose draw hash(seed, leaf path)
+  is lowest.
+- The other clips are placed by group (a recording or source stays within one split; clips with
+  identical content, equal sha256, are joined into one group). A group's draw u = hash(seed,
+  group) in [0, 1) falls in the interval of one split: train [0, f_train), val [f_train, f_train +
+  f_val), test_seen above, with the fractions normalised to sum 1. Within each class (the deepest
+  known taxonomy node), the group with the lowest draw always goes to train, and a class with at
+  least one group per split also has its highest draw in test_seen and, if no group drew val, the
+  middle group whose draw lies nearest the val interval in val. These fill-ins change nothing in a
+  class where every split was drawn by some group.
+
+An explicit split column, when given, is used as it is. Identical content under different labels
+is refused, and so is identical content put in different splits by an explicit split column.
 
 Clips whose audio could not be decoded (listed in skipped.csv by extraction with
 features.on_error: skip) are assigned like the others, so the split of every other clip does not
@@ -14,49 +28,137 @@ config keys to change.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
 from rbl.data import SKIPPED, SPLITS
 from rbl.errors import InputError
 
+# The order of the draw intervals: train lowest, so a class's lowest draw is a train draw whenever
+# any of its groups drew train.
+ORDER = ("train", "val", "test_seen")
 
-def choose_unseen(leaves: list[tuple[str, ...]], per_parent: int, rng: np.random.Generator) -> set[tuple[str, ...]]:
-    """Draw `per_parent` leaves under each parent with more than that many children."""
+
+def draw(seed: int, key: str) -> float:
+    """A uniform number in [0, 1) from (seed, key) alone, the same on every machine and run.
+
+    hashlib rather than numpy's generator: a generator's numbers depend on how many were drawn
+    before, which is what made one added clip move others; Python's hash() is salted per process.
+    """
+    digest = hashlib.blake2b(f"{seed}\x00{key}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def choose_unseen(leaves: list[tuple[str, ...]], per_parent: int, seed: int) -> set[tuple[str, ...]]:
+    """The `per_parent` leaves of lowest draw under each parent with more than that many children.
+
+    A leaf's draw depends on its path alone, so adding clips never changes the choice, and a new
+    leaf changes only its own parent's choice (when its draw is among the lowest there).
+    """
     by_parent: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
-    for leaf in sorted(leaves):
+    for leaf in sorted(set(leaves)):
         by_parent.setdefault(leaf[:-1], []).append(leaf)
     unseen: set[tuple[str, ...]] = set()
-    for parent in sorted(by_parent):
-        children = by_parent[parent]
+    for children in by_parent.values():
         if len(children) > per_parent:
-            picks = rng.choice(len(children), size=per_parent, replace=False)
-            unseen.update(children[i] for i in sorted(picks))
+            ranked = sorted(children, key=lambda leaf: (draw(seed, "leaf\x00" + "/".join(leaf)), leaf))
+            unseen.update(ranked[:per_parent])
     return unseen
 
 
-def assign_groups(group: np.ndarray, stratum: np.ndarray, fractions: dict[str, float],
-                  rng: np.random.Generator) -> np.ndarray:
-    """Split names per row: whole groups go to the split furthest below its target, per stratum."""
-    names = list(fractions)
-    target = np.array([fractions[n] for n in names], dtype=float)
-    target = target / target.sum()
-    out = np.empty(len(group), dtype=object)
+def content_groups(group: np.ndarray, sha256: np.ndarray) -> np.ndarray:
+    """Each row's group after joining groups that share a clip's content (equal sha256).
+
+    The joined group is named after its member group of lowest name; groups with no shared content
+    keep their own name. Union-find over group names (a dozen lines; no library needed).
+    """
+    parent: dict[str, str] = {g: g for g in group}
+
+    def root(g: str) -> str:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    first_group: dict[str, str] = {}
+    for g, digest in zip(group, sha256):
+        other = first_group.setdefault(digest, g)
+        a, b = root(g), root(other)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return np.array([root(g) for g in group], dtype=object)
+
+
+def check_content_labels(manifest: pd.DataFrame, levels: list[str], source: str) -> None:
+    """Identical content (equal sha256) under different labels is an error naming both rows.
+
+    Labels are compared as taxonomy paths, so `a1` and `A/a1` are the same label. Manifest rows
+    keep the annotations' order, so manifest line k is annotation line k.
+    """
+    first: dict[str, int] = {}
+    paths = manifest[levels].to_numpy()
+    for i, digest in enumerate(manifest["sha256"].to_numpy()):
+        j = first.setdefault(digest, i)
+        if j != i and tuple(paths[i]) != tuple(paths[j]):
+            raise InputError(
+                f"{source}: '{manifest['file'].iloc[j]}' (annotation line {j + 2}, label "
+                f"'{manifest['label'].iloc[j]}') and '{manifest['file'].iloc[i]}' (annotation line {i + 2}, "
+                f"label '{manifest['label'].iloc[i]}') have identical content (sha256 {digest[:12]}...) but "
+                "different labels; fix the wrong label or remove the copy from the annotations")
+
+
+def _check_explicit_content(manifest: pd.DataFrame, source: str) -> None:
+    """An explicit split column must not put identical content in two splits (it would leak)."""
+    first: dict[str, int] = {}
+    split = manifest["split"].to_numpy()
+    for i, digest in enumerate(manifest["sha256"].to_numpy()):
+        j = first.setdefault(digest, i)
+        if split[i] != split[j]:
+            raise InputError(
+                f"{source}: '{manifest['file'].iloc[j]}' (annotation line {j + 2}, split '{split[j]}') and "
+                f"'{manifest['file'].iloc[i]}' (annotation line {i + 2}, split '{split[i]}') have identical "
+                "content, so the test would score clips seen in training; put both in one split or remove "
+                "the copy")
+
+
+def place_sorted(u: np.ndarray, fractions: dict[str, float]) -> list[str]:
+    """Split names of one class's groups, given their draws sorted ascending.
+
+    Each group takes the split whose interval its draw falls in; then the lowest draw goes to the
+    first split, and with at least one group per split the highest draw goes to the last and, if
+    no group drew the middle split, the middle group nearest its interval goes there. Every fill-in
+    is a no-op when each split was drawn by some group (intervals are in order, so the lowest draw
+    is then a first-split draw and the highest a last-split draw).
+    """
+    names = [n for n in ORDER if fractions.get(n, 0) > 0]
+    shares = np.array([fractions[n] for n in names], dtype=float)
+    edges = np.cumsum(shares / shares.sum())
+    k = np.minimum(np.searchsorted(edges, u, side="right"), len(names) - 1)
+    n = len(u)
+    k[0] = 0
+    if n >= len(names) >= 2:
+        k[-1] = len(names) - 1
+        if len(names) == 3 and not (k == 1).any():
+            lo, hi = edges[0], edges[1]
+            gap = np.maximum(lo - u[1:-1], 0) + np.maximum(u[1:-1] - hi, 0)
+            k[1 + int(np.argmin(gap))] = 1
+    return [names[i] for i in k]
+
+
+def assign_groups(group: np.ndarray, stratum: np.ndarray, fractions: dict[str, float], seed: int) -> np.ndarray:
+    """Split names per row: every group by its own draw, per stratum (see place_sorted)."""
     frame = pd.DataFrame({"group": group, "stratum": stratum})
-    # A group belongs to the stratum most of its rows have, so it is placed once.
-    group_stratum = frame.groupby("group")["stratum"].agg(lambda s: s.value_counts().index[0])
-    sizes = frame.groupby("group").size()
-    for name in sorted(group_stratum.unique()):
-        groups = np.array(sorted(group_stratum.index[group_stratum == name]))
-        groups = groups[rng.permutation(len(groups))]
-        filled = np.zeros(len(names))
-        total = sizes[groups].sum()
-        for g in groups:
-            deficit = target * total - filled
-            k = int(np.argmax(deficit))
-            filled[k] += sizes[g]
-            out[frame["group"].to_numpy() == g] = names[k]
-    return out
+    # A group belongs to the stratum most of its rows have (ties: the first in name order).
+    group_stratum = frame.groupby("group")["stratum"].agg(lambda s: s.value_counts().sort_index()
+                                                          .sort_values(ascending=False, kind="stable").index[0])
+    u = pd.Series({g: draw(seed, "group\x00" + g) for g in group_stratum.index})
+    decided: dict[str, str] = {}
+    for _, members in group_stratum.groupby(group_stratum):
+        ranked = sorted(members.index, key=lambda g: (u[g], g))
+        decided.update(zip(ranked, place_sorted(u[ranked].to_numpy(), fractions)))
+    return frame["group"].map(decided).to_numpy(dtype=object)
 
 
 def _check_not_empty(out: pd.DataFrame, lost: dict[str, int], explicit: bool, unseen_per_parent: int) -> None:
@@ -83,14 +185,21 @@ def _check_not_empty(out: pd.DataFrame, lost: dict[str, int], explicit: bool, un
 
 def make_splits(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: int,
                 fractions: dict[str, float], seed: int,
-                skipped: set[str] | frozenset[str] = frozenset()) -> pd.DataFrame:
-    """A (file, split) table for the manifest's rows; files in `skipped` get the split 'skipped'."""
+                skipped: set[str] | frozenset[str] = frozenset(), source: str = "manifest") -> pd.DataFrame:
+    """A (file, split) table for the manifest's rows; files in `skipped` get the split 'skipped'.
+
+    `source` names the manifest in error messages.
+    """
+    if "sha256" not in manifest.columns:
+        raise InputError(f"{source}: no 'sha256' column; it is not a manifest written by rbl ingest: rerun ingest")
     unknown = sorted(set(skipped) - set(manifest["file"]))
     if unknown:
         raise InputError(f"split: skipped clip(s) {unknown[:3]} are not in the manifest; the skipped list is "
                          "from another run: rerun feature extraction")
+    check_content_labels(manifest, levels, source)
     explicit = bool(len(manifest)) and bool((manifest["split"] != "").all())
     if explicit:
+        _check_explicit_content(manifest, source)
         out = manifest[["file", "split"]].copy().reset_index(drop=True)
     else:
         out = _assign(manifest, levels, unseen_per_parent, fractions, seed)
@@ -106,11 +215,12 @@ def _assign(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: int,
     bad = [k for k in fractions if k not in SPLITS or k == "test_unseen"]
     if bad:
         raise InputError(f"split.fractions: unknown split(s) {bad}; use train, val and test_seen")
-    rng = np.random.default_rng(seed)
+    if not any(v > 0 for v in fractions.values()) or any(v < 0 for v in fractions.values()):
+        raise InputError(f"split.fractions: {fractions} needs non-negative shares, at least one above 0")
     finest = levels[-1]
     complete = manifest[finest] != ""
     leaves = sorted({tuple(r) for r in manifest.loc[complete, levels].itertuples(index=False)})
-    unseen = choose_unseen(leaves, unseen_per_parent, rng) if unseen_per_parent > 0 else set()
+    unseen = choose_unseen(leaves, unseen_per_parent, seed) if unseen_per_parent > 0 else set()
     is_unseen = np.array([tuple(r) in unseen for r in manifest[levels].itertuples(index=False)], dtype=bool)
     split = np.empty(len(manifest), dtype=object)
     split[is_unseen] = "test_unseen"
@@ -118,5 +228,6 @@ def _assign(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: int,
     if len(seen):
         # Stratify by the deepest known node, so incomplete labels spread like the others.
         stratum = seen[levels].apply(lambda r: "/".join(v for v in r if v), axis=1).to_numpy()
-        split[~is_unseen] = assign_groups(seen["group"].to_numpy(), stratum, fractions, rng)
+        group = content_groups(seen["group"].to_numpy(dtype=object), seen["sha256"].to_numpy(dtype=object))
+        split[~is_unseen] = assign_groups(group, stratum, fractions, seed)
     return pd.DataFrame({"file": manifest["file"].to_numpy(), "split": split})

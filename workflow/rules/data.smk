@@ -1,9 +1,14 @@
 if "authors_csv_dir" in DATASET:
 
+    def authors_tables(wildcards):
+        """train.csv and val.csv, and test.csv when the folder has it: adding or removing it reruns."""
+        folder = Path(DATASET["authors_csv_dir"])
+        names = ["train", "val"] + (["test"] if (folder / "test.csv").is_file() else [])
+        return {name: str(folder / f"{name}.csv") for name in names}
+
     rule convert_authors:
         input:
-            train=f"{DATASET['authors_csv_dir']}/train.csv",
-            val=f"{DATASET['authors_csv_dir']}/val.csv",
+            unpack(authors_tables),
         output:
             annotations=DATASET["annotations"],
             taxonomy=DATASET["taxonomy"],
