@@ -34,6 +34,13 @@ def test_manifest_levels_groups_and_incomplete_labels(root):
     "rows, message",
     [
         ([["x.wav", "a1"], ["x.wav", "a2"]], "ann.csv line 3: 'x.wav' is listed again \\(first at line 2\\)"),
+        # The same file under another spelling is the same clip (issue 13: 48 such rows passed).
+        ([["x.wav", "a1"], ["y.wav", "a1"], ["./x.wav", "a1"]],
+         "ann.csv line 4: './x.wav' \\(the same file as 'x.wav'\\) is listed again \\(first at line 2\\)"),
+        ([["sub/../x.wav", "a1"], ["x.wav", "a2"]],
+         "ann.csv line 3: 'x.wav' \\(the same file as 'sub/../x.wav'\\) is listed again \\(first at line 2\\)"),
+        ([["sub//z.wav", "a1"], ["sub\\z.wav", "a1"]], "line 3: 'sub/z.wav' \\(the same file as 'sub//z.wav'\\)"),
+        ([["sub/../../escape.wav", "a1"]], "line 2: 'sub/../../escape.wav' points outside the root folder"),
         ([["x.wav", "nope"]], "ann.csv line 2: label 'nope' is not a node"),
         ([["../escape.wav", "a1"]], "line 2: '../escape.wav' points outside the root folder"),
         ([["/etc/passwd", "a1"]], "line 2: '/etc/passwd' is an absolute path"),
@@ -43,6 +50,26 @@ def test_manifest_levels_groups_and_incomplete_labels(root):
 def test_bad_annotations_name_file_and_row(root, rows, message):
     with pytest.raises(InputError, match=message):
         build_manifest(frame(rows), TAX, root, "ann.csv")
+
+
+def test_paths_are_normalised(root):
+    m = build_manifest(frame([["./x.wav", "a1"], ["sub/./../sub/z.wav", "B"], ["sub\\..\\y.wav", "a2"]]),
+                       TAX, root, "ann.csv")
+    assert m["file"].tolist() == ["x.wav", "sub/z.wav", "y.wav"]
+    assert m["group"].tolist() == m["file"].tolist()
+    assert m["path"].tolist() == [str(root / f) for f in ("x.wav", "sub/z.wav", "y.wav")]
+
+
+def test_symlink_inside_root_is_the_same_file(root):
+    os.symlink(root / "x.wav", root / "alias.wav")
+    with pytest.raises(InputError, match="line 3: 'alias.wav' \\(the same file as 'x.wav'\\) is listed again"):
+        build_manifest(frame([["x.wav", "a1"], ["alias.wav", "a1"]]), TAX, root, "ann.csv")
+
+
+def test_two_clips_with_one_feature_file_are_one_row(root):
+    (root / "x.npy").write_bytes(b"")
+    with pytest.raises(InputError, match="line 3: 'x.flac' \\(the same file as 'x.wav'\\) is listed again"):
+        build_manifest(frame([["x.wav", "a1"], ["x.flac", "a1"]]), TAX, root, "ann.csv", suffix=".npy")
 
 
 def test_symlink_out_of_root_is_refused(root, tmp_path):
