@@ -1,14 +1,16 @@
 if "authors_csv_dir" in DATASET:
 
-    def authors_tables(wildcards):
-        """train.csv and val.csv, and test.csv when the folder has it: adding or removing it reruns."""
-        folder = Path(DATASET["authors_csv_dir"])
-        names = ["train", "val"] + (["test"] if (folder / "test.csv").is_file() else [])
-        return {name: str(folder / f"{name}.csv") for name in names}
-
     rule convert_authors:
         input:
-            unpack(authors_tables),
+            # train.csv and val.csv, and test.csv once the folder has it (adding or removing it reruns).
+            unpack(
+                lambda wildcards: {
+                    name: f"{DATASET['authors_csv_dir']}/{name}.csv"
+                    for name in ("train", "val", "test")
+                    if name != "test"
+                    or os.path.isfile(f"{DATASET['authors_csv_dir']}/test.csv")
+                }
+            ),
         output:
             annotations=DATASET["annotations"],
             taxonomy=DATASET["taxonomy"],
