@@ -223,6 +223,17 @@ def test_identical_content_in_two_explicit_splits_is_refused():
         make_splits(m, LEVELS, 1, FRACTIONS, seed=0)
 
 
+def test_skipped_clips_with_shared_content_are_not_a_label_conflict():
+    # Two 0-byte files (one sha256) under different labels, both skipped as undecodable: no error,
+    # since they are used nowhere; not skipped, they are a conflict naming both lines.
+    m = shaped((5,), families=1, leaves=2)
+    m.loc[[3, 8], "sha256"] = sha("")
+    s = make_splits(m, LEVELS, 0, FRACTIONS, 0, skipped={m.file[3], m.file[8]}).set_index("file")["split"]
+    assert (s[[m.file[3], m.file[8]]] == "skipped").all() and (s.drop([m.file[3], m.file[8]]) != "skipped").all()
+    with pytest.raises(InputError, match="annotation line 5, .*annotation line 10, .*different labels"):
+        make_splits(m, LEVELS, 0, FRACTIONS, 0)
+
+
 def test_manifest_without_hashes_is_refused():
     with pytest.raises(InputError, match="old.csv: no 'sha256' column"):
         make_splits(manifest().drop(columns="sha256"), LEVELS, 0, FRACTIONS, 0, source="old.csv")
@@ -240,3 +251,23 @@ def test_empty_train_split_is_an_error():
     m = m[m["kind"].str.endswith("0")]  # one leaf per parent
     with pytest.raises(InputError, match="no clip landed in 'train'"):
         make_splits(m, LEVELS, 0, {"train": 0.0, "val": 1.0, "test_seen": 1.0}, seed=0)
+
+
+def test_split_command_names_both_annotation_lines_of_a_copy_under_another_label(tmp_path, capsys):
+    from rbl.cli import main
+
+    (tmp_path / "audio").mkdir()
+    for name, content in (("x.wav", b"same"), ("y.wav", b"same"), ("z.wav", b"other")):
+        (tmp_path / "audio" / name).write_bytes(content)
+    (tmp_path / "taxonomy.csv").write_text("family,kind\nA,a1\nA,a2\nB,b1\n")
+    (tmp_path / "annotations.csv").write_text("file,label\nx.wav,a1\nz.wav,b1\n./y.wav,a2\n")
+    assert main(["--quiet", "ingest", "--taxonomy", str(tmp_path / "taxonomy.csv"), "--annotations",
+                 str(tmp_path / "annotations.csv"), "--audio-root", str(tmp_path / "audio"), "--out-manifest",
+                 str(tmp_path / "manifest.csv"), "--out-taxonomy", str(tmp_path / "tax.csv")]) == 0
+    assert main(["split", "--manifest", str(tmp_path / "manifest.csv"), "--taxonomy", str(tmp_path / "tax.csv"),
+                 "--unseen-per-parent", "0", "--fractions", "train=0.6,val=0.2,test_seen=0.2", "--seed", "0",
+                 "--out", str(tmp_path / "splits.csv")]) == 2
+    err = capsys.readouterr().err
+    assert (f"error: {tmp_path / 'manifest.csv'}: 'x.wav' (annotation line 2, label 'a1') and 'y.wav' (annotation "
+            "line 4, label 'a2') have identical content") in err and "Traceback" not in err
+    assert not (tmp_path / "splits.csv").exists()

@@ -95,18 +95,19 @@ def check_content_labels(manifest: pd.DataFrame, levels: list[str], source: str)
     """Identical content (equal sha256) under different labels is an error naming both rows.
 
     Labels are compared as taxonomy paths, so `a1` and `A/a1` are the same label. Manifest rows
-    keep the annotations' order, so manifest line k is annotation line k.
+    keep the annotations' order, so the row with index k is annotation line k + 2.
     """
     first: dict[str, int] = {}
     paths = manifest[levels].to_numpy()
     for i, digest in enumerate(manifest["sha256"].to_numpy()):
         j = first.setdefault(digest, i)
         if j != i and tuple(paths[i]) != tuple(paths[j]):
+            a, b = manifest.iloc[j], manifest.iloc[i]
             raise InputError(
-                f"{source}: '{manifest['file'].iloc[j]}' (annotation line {j + 2}, label "
-                f"'{manifest['label'].iloc[j]}') and '{manifest['file'].iloc[i]}' (annotation line {i + 2}, "
-                f"label '{manifest['label'].iloc[i]}') have identical content (sha256 {digest[:12]}...) but "
-                "different labels; fix the wrong label or remove the copy from the annotations")
+                f"{source}: '{a['file']}' (annotation line {a.name + 2}, label '{a['label']}') and "
+                f"'{b['file']}' (annotation line {b.name + 2}, label '{b['label']}') have identical content "
+                f"(sha256 {digest[:12]}...) but different labels; fix the wrong label or remove the copy "
+                "from the annotations")
 
 
 def _check_explicit_content(manifest: pd.DataFrame, source: str) -> None:
@@ -116,11 +117,12 @@ def _check_explicit_content(manifest: pd.DataFrame, source: str) -> None:
     for i, digest in enumerate(manifest["sha256"].to_numpy()):
         j = first.setdefault(digest, i)
         if split[i] != split[j]:
+            a, b = manifest.iloc[j], manifest.iloc[i]
             raise InputError(
-                f"{source}: '{manifest['file'].iloc[j]}' (annotation line {j + 2}, split '{split[j]}') and "
-                f"'{manifest['file'].iloc[i]}' (annotation line {i + 2}, split '{split[i]}') have identical "
-                "content, so the test would score clips seen in training; put both in one split or remove "
-                "the copy")
+                f"{source}: '{a['file']}' (annotation line {a.name + 2}, split '{split[j]}') and "
+                f"'{b['file']}' (annotation line {b.name + 2}, split '{split[i]}') have identical content, so "
+                "one split would score or select on clips another one holds; put both in one split or "
+                "remove the copy")
 
 
 def place_sorted(u: np.ndarray, fractions: dict[str, float]) -> list[str]:
@@ -190,16 +192,20 @@ def make_splits(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: in
 
     `source` names the manifest in error messages.
     """
+    manifest = manifest.reset_index(drop=True)  # index k: annotation line k + 2
     if "sha256" not in manifest.columns:
         raise InputError(f"{source}: no 'sha256' column; it is not a manifest written by rbl ingest: rerun ingest")
     unknown = sorted(set(skipped) - set(manifest["file"]))
     if unknown:
         raise InputError(f"split: skipped clip(s) {unknown[:3]} are not in the manifest; the skipped list is "
                          "from another run: rerun feature extraction")
-    check_content_labels(manifest, levels, source)
+    # Clips left out as undecodable are used nowhere, and 0-byte files all share one sha256: their
+    # content says nothing about their labels.
+    used = manifest[~manifest["file"].isin(skipped)]
+    check_content_labels(used, levels, source)
     explicit = bool(len(manifest)) and bool((manifest["split"] != "").all())
     if explicit:
-        _check_explicit_content(manifest, source)
+        _check_explicit_content(used, source)
         out = manifest[["file", "split"]].copy().reset_index(drop=True)
     else:
         out = _assign(manifest, levels, unseen_per_parent, fractions, seed)
