@@ -7,9 +7,9 @@ and any explicit split.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -47,29 +47,47 @@ def load_taxonomy(path: str | os.PathLike) -> Taxonomy:
     return Taxonomy.from_frame(read_csv(path), source=str(path))
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _resolve(root: Path, rel: str, where: str, suffix: str | None) -> Path:
-    """The path of an annotation's file under root, refusing any path that leaves the root.
+def _resolver(root: Path, suffix: str | None):
+    """A function (rel, where) -> the path (a string) of an annotation's file under root, refusing any path
+    that leaves the root (via '..' or a symlink).
 
     With `suffix`, the file's extension is replaced (precomputed features: clip.wav -> clip.npy).
+    Each folder is resolved once (Path.resolve per file took 45 us: 4.5 s at 100,000 clips).
     """
-    if not rel:
-        raise InputError(f"{where}: the 'file' cell is empty")
-    if os.path.isabs(rel) or Path(rel).drive:
-        raise InputError(f"{where}: '{rel}' is an absolute path; give paths relative to the root folder {root}")
-    path = root / rel
-    if suffix is not None:
-        path = path.with_suffix(suffix)
-    if not path.resolve().is_relative_to(root.resolve()):
-        raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
-    return path
+    base = str(root)
+    real_root = os.path.realpath(root)
+    inside = real_root.rstrip(os.sep) + os.sep
+    real_dirs: dict[str, str] = {}
+
+    def resolve(rel: str, where: str) -> str:
+        if not rel:
+            raise InputError(f"{where}: the 'file' cell is empty")
+        if os.path.isabs(rel) or re.match(r"[A-Za-z]:/", rel):
+            raise InputError(f"{where}: '{rel}' is an absolute path; give paths relative to the root folder {root}")
+        path = os.path.join(base, rel)
+        if suffix is not None:
+            path = os.path.splitext(path)[0] + suffix
+        folder, name = os.path.split(path)
+        if folder not in real_dirs:
+            real_dirs[folder] = os.path.realpath(folder)
+        real = os.path.join(real_dirs[folder], name)
+        if os.path.islink(real):
+            real = os.path.realpath(real)
+        if not real.startswith(inside):
+            raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
+        return path
+
+    return resolve
+
+
+def require_columns(annotations: pd.DataFrame, source: str, columns: tuple[str, ...]) -> None:
+    """Raise, naming the table and what to do, when an annotations column is missing."""
+    for column in columns:
+        if column not in annotations.columns:
+            separator = next((f" (it looks {name}-separated: save it with commas)" for sep, name in
+                              ((";", "semicolon"), ("\t", "tab")) if any(sep in c for c in annotations.columns)), "")
+            raise InputError(f"{source}: no '{column}' column (columns are {list(annotations.columns)}){separator}; "
+                             "annotations need 'file' and 'label', optionally 'group' and 'split'")
 
 
 def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, source: str,
@@ -78,14 +96,10 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
 
     `root` holds the audio, or (with suffix=".npy") one precomputed feature vector per clip.
     """
-    for column in ("file", "label"):
-        if column not in annotations.columns:
-            separator = next((f" (it looks {name}-separated: save it with commas)" for sep, name in
-                              ((";", "semicolon"), ("\t", "tab")) if any(sep in c for c in annotations.columns)), "")
-            raise InputError(f"{source}: no '{column}' column (columns are {list(annotations.columns)}){separator}; "
-                             "annotations need 'file' and 'label', optionally 'group' and 'split'")
+    require_columns(annotations, source, ("file", "label"))
     if len(annotations) == 0:
         raise InputError(f"{source}: no rows")
+    resolve = _resolver(root, suffix)
     rows, missing, first_line = [], [], {}
     has_split = "split" in annotations.columns
     for line, record in enumerate(annotations.to_dict("records"), start=2):
@@ -94,7 +108,7 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
         if rel in first_line:
             raise InputError(f"{where}: '{rel}' is listed again (first at line {first_line[rel]}); keep one row per file")
         first_line[rel] = line
-        path = _resolve(root, rel, where, suffix)
+        path = resolve(rel, where)
         if not record["label"].strip():
             raise InputError(f"{where}: the 'label' cell is empty; give a taxonomy node (a leaf, an inner node "
                              "for an incomplete label, or a path 'parent/child')")
@@ -105,10 +119,10 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
         split = record.get("split", "").strip() if has_split else ""
         if split and split not in SPLITS:
             raise InputError(f"{where}: split '{split}' is not one of {', '.join(SPLITS)}")
-        if not path.is_file():
+        if not os.path.isfile(path):
             missing.append(f"{where}: {path}")
         group = str(record.get("group", "")).strip() or rel
-        row = {"file": rel, "path": str(path), "label": record["label"].strip(), "group": group, "split": split}
+        row = {"file": rel, "path": path, "label": record["label"].strip(), "group": group, "split": split}
         row.update({level: (node[i] if i < len(node) else "") for i, level in enumerate(taxonomy.levels)})
         rows.append(row)
     if missing:
@@ -125,22 +139,33 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
 
 
 def unlisted_files(root: Path, listed: set[str], suffixes: set[str]) -> list[str]:
-    """Files of the given kinds under the root that no annotation names (reported, never used)."""
+    """Files of the given kinds under the root that no annotation names (reported, never used).
+
+    `listed` holds paths relative to the root, '/'-separated.
+    """
     found = []
+    start = len(str(root).rstrip(os.sep)) + 1
     for dirpath, _, names in os.walk(root):
+        folder = dirpath[start:].replace(os.sep, "/")
         for name in names:
-            if Path(name).suffix.lower() in suffixes:
-                rel = Path(dirpath, name).relative_to(root).as_posix()
+            if os.path.splitext(name)[1].lower() in suffixes:
+                rel = f"{folder}/{name}" if folder else name
                 if rel not in listed:
                     found.append(rel)
     return sorted(found)
 
 
-def hash_files(paths: list[str], progress: bool = True) -> list[str]:
-    """sha256 of every file, in order, with a progress bar."""
-    from tqdm import tqdm
+def annotated_paths(table: str | os.PathLike, root: Path, suffix: str | None = None) -> list[str]:
+    """The file path of every annotation row, as `build_manifest` resolves it (same errors).
 
-    return [file_sha256(p) for p in tqdm(paths, desc="hashing clip files", unit="file", disable=not progress)]
+    Read before any job runs, to fingerprint the clips' content, so it checks only what that needs:
+    the table is readable, has a 'file' column, and no path leaves the root.
+    """
+    frame = read_csv(table)
+    require_columns(frame, str(table), ("file", "label"))
+    resolve = _resolver(root, suffix)
+    return [str(resolve(rel.strip().replace("\\", "/"), f"{table} line {line}"))
+            for line, rel in enumerate(frame["file"], start=2)]
 
 
 def level_codes(manifest: pd.DataFrame, taxonomy: Taxonomy):
