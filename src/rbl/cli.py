@@ -149,7 +149,8 @@ def cmd_convert_authors(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
-    from rbl.data import AUDIO_SUFFIXES, build_manifest, hash_files, load_taxonomy, unlisted_files
+    from rbl.data import AUDIO_SUFFIXES, build_manifest, load_taxonomy, unlisted_files
+    from rbl.fingerprint import cached_hashes, content_hashes
 
     taxonomy = load_taxonomy(args.taxonomy)
     if bool(args.audio_root) == bool(args.features_dir):
@@ -160,8 +161,15 @@ def cmd_ingest(args: argparse.Namespace) -> None:
         raise InputError(f"{root}: not a folder; set dataset.{key} in the config")
     suffix = None if args.audio_root else ".npy"
     manifest = build_manifest(_read_table(args.annotations), taxonomy, root, args.annotations, suffix)
-    manifest.insert(2, "sha256", hash_files(list(manifest["path"]), progress=not args.quiet))
-    listed = {Path(p).relative_to(root).as_posix() for p in manifest["path"]}
+    paths = list(manifest["path"])
+    try:
+        digests = (cached_hashes(paths, args.hashes, progress=not args.quiet) if args.hashes
+                   else content_hashes(paths, {}, progress=not args.quiet)[0])
+    except OSError as err:
+        raise InputError(f"{err.filename}: cannot be read ({err.strerror}); check its permissions") from None
+    manifest.insert(2, "sha256", digests)
+    start = len(str(root).rstrip("/")) + 1  # manifest paths are root/<relative path>
+    listed = {p[start:] for p in manifest["path"]}
     unlisted = unlisted_files(root, listed, AUDIO_SUFFIXES if suffix is None else {suffix})
     if unlisted:
         log.warning("%d file(s) under %s are not in %s and are not used, e.g. %s",
@@ -538,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features-dir", default="", help="or: folder of one precomputed .npy per clip")
     p.add_argument("--out-manifest", required=True)
     p.add_argument("--out-taxonomy", required=True)
+    p.add_argument("--hashes", default="",
+                   help="table of content hashes by stat signature: only new or changed files are hashed")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("split", help="train/val/test_seen/test_unseen, holding out fine classes")

@@ -7,10 +7,10 @@ and any explicit split.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import posixpath
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -48,32 +48,51 @@ def load_taxonomy(path: str | os.PathLike) -> Taxonomy:
     return Taxonomy.from_frame(read_csv(path), source=str(path))
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def _resolver(root: Path, suffix: str | None):
+    """A function (rel, where) -> (name, path, real) of an annotation's file under root, refusing
+    any path that leaves the root (via '..' or a symlink).
 
-
-def _resolve(root: Path, rel: str, where: str, suffix: str | None) -> tuple[str, Path]:
-    """(normalised name, path) of an annotation's file under root, refusing any path that leaves it.
-
-    The name is the path relative to root with `\\` read as `/` and `.`, `..` and repeated
-    slashes collapsed, so `./x.wav` and `sub/../x.wav` both name `x.wav`. With `suffix`, the
-    file's extension is replaced (precomputed features: clip.wav -> clip.npy).
+    `name` is the path relative to root with `.`, `..` and repeated slashes collapsed, so `./x.wav`
+    and `sub/../x.wav` both name `x.wav`; `path` is root/name (with `suffix`, the extension
+    replaced: precomputed features, clip.wav -> clip.npy); `real` is the file's resolved path, the
+    same for every spelling of one file, symlinks inside the root included. Each folder is
+    resolved once (Path.resolve per file took 45 us: 4.5 s at 100,000 clips).
     """
-    if not rel:
-        raise InputError(f"{where}: the 'file' cell is empty")
-    if os.path.isabs(rel) or Path(rel).drive:
-        raise InputError(f"{where}: '{rel}' is an absolute path; give paths relative to the root folder {root}")
-    name = posixpath.normpath(rel)
-    path = root / name
-    if suffix is not None:
-        path = path.with_suffix(suffix)
-    if name == ".." or name.startswith("../") or not path.resolve().is_relative_to(root.resolve()):
-        raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
-    return name, path
+    base = str(root)
+    real_root = os.path.realpath(root)
+    inside = real_root.rstrip(os.sep) + os.sep
+    real_dirs: dict[str, str] = {}
+
+    def resolve(rel: str, where: str) -> tuple[str, str, str]:
+        if not rel:
+            raise InputError(f"{where}: the 'file' cell is empty")
+        if os.path.isabs(rel) or re.match(r"[A-Za-z]:/", rel):
+            raise InputError(f"{where}: '{rel}' is an absolute path; give paths relative to the root folder {root}")
+        name = posixpath.normpath(rel)
+        path = os.path.join(base, name)
+        if suffix is not None:
+            path = os.path.splitext(path)[0] + suffix
+        folder, file = os.path.split(path)
+        if folder not in real_dirs:
+            real_dirs[folder] = os.path.realpath(folder)
+        real = os.path.join(real_dirs[folder], file)
+        if os.path.islink(real):
+            real = os.path.realpath(real)
+        if name == ".." or name.startswith("../") or not real.startswith(inside):
+            raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
+        return name, path, real
+
+    return resolve
+
+
+def require_columns(annotations: pd.DataFrame, source: str, columns: tuple[str, ...]) -> None:
+    """Raise, naming the table and what to do, when an annotations column is missing."""
+    for column in columns:
+        if column not in annotations.columns:
+            separator = next((f" (it looks {name}-separated: save it with commas)" for sep, name in
+                              ((";", "semicolon"), ("\t", "tab")) if any(sep in c for c in annotations.columns)), "")
+            raise InputError(f"{source}: no '{column}' column (columns are {list(annotations.columns)}){separator}; "
+                             "annotations need 'file' and 'label', optionally 'group' and 'split'")
 
 
 def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, source: str,
@@ -82,25 +101,20 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
 
     `root` holds the audio, or (with suffix=".npy") one precomputed feature vector per clip. Rows
     keep the annotations' order (manifest row i is annotation line i + 2), so later stages can
-    name annotation lines; `file` is the normalised path (see _resolve).
+    name annotation lines; `file` is the normalised path (see _resolver).
     """
-    for column in ("file", "label"):
-        if column not in annotations.columns:
-            separator = next((f" (it looks {name}-separated: save it with commas)" for sep, name in
-                              ((";", "semicolon"), ("\t", "tab")) if any(sep in c for c in annotations.columns)), "")
-            raise InputError(f"{source}: no '{column}' column (columns are {list(annotations.columns)}){separator}; "
-                             "annotations need 'file' and 'label', optionally 'group' and 'split'")
+    require_columns(annotations, source, ("file", "label"))
     if len(annotations) == 0:
         raise InputError(f"{source}: no rows")
+    resolve = _resolver(root, suffix)
     rows, missing, first = [], [], {}
     has_split = "split" in annotations.columns
     for line, record in enumerate(annotations.to_dict("records"), start=2):
         where = f"{source} line {line}"
         given = record["file"].strip().replace("\\", "/")
-        rel, path = _resolve(root, given, where, suffix)
+        rel, path, key = resolve(given, where)
         # The same file under another spelling (./x.wav, sub/../x.wav, a symlink inside the root,
         # or x.wav and x.flac that share x.npy) is the same clip: a repeated row, not a new one.
-        key = str(path.resolve())
         if key in first:
             line0, given0 = first[key]
             same = f"'{given}'" if given == given0 else f"'{given}' (the same file as '{given0}')"
@@ -116,10 +130,10 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
         split = record.get("split", "").strip() if has_split else ""
         if split and split not in SPLITS:
             raise InputError(f"{where}: split '{split}' is not one of {', '.join(SPLITS)}")
-        if not path.is_file():
+        if not os.path.isfile(path):
             missing.append(f"{where}: {path}")
         group = str(record.get("group", "")).strip() or rel
-        row = {"file": rel, "path": str(path), "label": record["label"].strip(), "group": group, "split": split}
+        row = {"file": rel, "path": path, "label": record["label"].strip(), "group": group, "split": split}
         row.update({level: (node[i] if i < len(node) else "") for i, level in enumerate(taxonomy.levels)})
         rows.append(row)
     if missing:
@@ -136,22 +150,33 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
 
 
 def unlisted_files(root: Path, listed: set[str], suffixes: set[str]) -> list[str]:
-    """Files of the given kinds under the root that no annotation names (reported, never used)."""
+    """Files of the given kinds under the root that no annotation names (reported, never used).
+
+    `listed` holds paths relative to the root, '/'-separated.
+    """
     found = []
+    start = len(str(root).rstrip(os.sep)) + 1
     for dirpath, _, names in os.walk(root):
+        folder = dirpath[start:].replace(os.sep, "/")
         for name in names:
-            if Path(name).suffix.lower() in suffixes:
-                rel = Path(dirpath, name).relative_to(root).as_posix()
+            if os.path.splitext(name)[1].lower() in suffixes:
+                rel = f"{folder}/{name}" if folder else name
                 if rel not in listed:
                     found.append(rel)
     return sorted(found)
 
 
-def hash_files(paths: list[str], progress: bool = True) -> list[str]:
-    """sha256 of every file, in order, with a progress bar."""
-    from tqdm import tqdm
+def annotated_paths(table: str | os.PathLike, root: Path, suffix: str | None = None) -> list[str]:
+    """The file path of every annotation row, as `build_manifest` resolves it (same errors).
 
-    return [file_sha256(p) for p in tqdm(paths, desc="hashing clip files", unit="file", disable=not progress)]
+    Read before any job runs, to fingerprint the clips' content, so it checks only what that needs:
+    the table is readable, has a 'file' column, and no path leaves the root.
+    """
+    frame = read_csv(table)
+    require_columns(frame, str(table), ("file", "label"))
+    resolve = _resolver(root, suffix)
+    return [resolve(rel.strip().replace("\\", "/"), f"{table} line {line}")[1]
+            for line, rel in enumerate(frame["file"], start=2)]
 
 
 def level_codes(manifest: pd.DataFrame, taxonomy: Taxonomy):

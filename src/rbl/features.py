@@ -32,14 +32,13 @@ from tqdm import tqdm
 
 from rbl import audio
 from rbl.atomic import atomic_path
+from rbl.codehash import modules_hash
 from rbl.errors import InputError
 
 log = logging.getLogger(__name__)
 
 EXTRACTORS = ("auto", "vggish", "logmel")
 ON_ERROR = ("stop", "skip")
-# Bump when the feature computation changes, so cached clips are recomputed.
-FEATURE_VERSION = 1
 # Bump when the layout of a cache entry changes.
 CACHE_FORMAT = 3
 ENTRY_MAGIC = b"RBL1"
@@ -255,7 +254,9 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
     banner = f"FEATURE EXTRACTOR: {name} ({reason})"
     log.warning(banner) if name != settings.extractor else log.info(banner)
     device = torch.device(settings.device)
-    cache_settings = {"extractor": name, "version": FEATURE_VERSION}
+    # Entries are keyed by the source of everything extraction runs (this module's import closure),
+    # so an edit to the decoding, frontend, network or pooling code never reuses old vectors.
+    cache_settings = {"extractor": name, "code": modules_hash([__name__])}
     if name == "vggish":
         from rbl.vggish.weights import file_digest, find_or_fetch, load_extractor
 

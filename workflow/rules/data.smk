@@ -20,7 +20,7 @@ if "authors_csv_dir" in DATASET:
             ENV
         params:
             folder=DATASET["authors_csv_dir"],
-            code=code_version("convert"),
+            code=code_version("convert-authors"),
         shell:
             "rbl convert-authors --dir {params.folder} --out-annotations {output.annotations} "
             "--out-taxonomy {output.taxonomy} 2> {log}"
@@ -40,10 +40,13 @@ rule ingest:
         ENV
     params:
         root=("--features-dir " if PRECOMPUTED else "--audio-root ") + CLIP_ROOT,
-        code=code_version("data", "taxonomy"),
+        # the clips' content: any change reruns ingest (clip_state, common.smk)
+        clips=clip_state(),
+        hashes=CLIP_HASHES,
+        code=code_version("ingest"),
     shell:
         "rbl ingest --taxonomy {input.taxonomy} --annotations {input.annotations} "
-        "{params.root} --out-manifest {output.manifest} "
+        "{params.root} --hashes {params.hashes:q} --out-manifest {output.manifest} "
         "--out-taxonomy {output.taxonomy} 2> {log}"
 
 
@@ -63,7 +66,7 @@ rule split:
         seed=config["split"]["seed"],
         unseen=config["split"]["unseen_per_parent"],
         fractions=",".join(f"{k}={v}" for k, v in config["split"]["fractions"].items()),
-        code=code_version("split", "data"),
+        code=code_version("split"),
     shell:
         "rbl split --manifest {input.manifest} --taxonomy {input.taxonomy} "
         "--unseen-per-parent {params.unseen} --fractions {params.fractions} "

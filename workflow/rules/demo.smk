@@ -34,7 +34,7 @@ if config["corpus"].get("generate", False):
             kind=config["corpus"]["kind"],
             clips=config["corpus"]["clips_per_class"],
             seed=config["corpus"]["seed"],
-            code=code_version("corpora"),
+            code=code_version("corpus"),
         shell:
             "rbl --quiet corpus --kind {params.kind} --out {params.out} "
             "--clips-per-class {params.clips} --seed {params.seed} 2> {log}"

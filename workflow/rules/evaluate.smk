@@ -13,7 +13,7 @@ rule evaluate:
         ENV
     params:
         dataset=DATASET["name"],
-        code=code_version("evaluation", "metrics", "taxonomy"),
+        code=code_version("evaluate"),
     shell:
         "rbl evaluate --embeddings {input.embeddings} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --features-info {input.info} "
@@ -41,7 +41,7 @@ rule plot_embeddings:
         ENV
     params:
         title=lambda wc: f"{wc.exp}, seed {wc.seed}: {wc.split}",
-        code=code_version("plots"),
+        code=code_version("plot-embeddings"),
     shell:
         "rbl plot-embeddings --embeddings {input.embeddings} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --split {wildcards.split} "
@@ -68,7 +68,7 @@ rule plot_training:
     params:
         names=lambda wc: " ".join(f"{wc.exp}/seed{seed}" for seed in seeds_of(wc.exp)),
         collapse=config["train"]["collapse_spread"],
-        code=code_version("plots"),
+        code=code_version("plot-training"),
     shell:
         "rbl plot-training --histories {input} --names {params.names} "
         "--collapse-spread {params.collapse} --out {output} 2> {log}"
@@ -106,7 +106,7 @@ rule summarise:
         title=f"RbL results: {DATASET['name']}",
         names=lambda wc: " ".join(run_names()),
         collapse=config["train"]["collapse_spread"],
-        code=code_version("summary", "plots"),
+        code=code_version("summarise"),
     shell:
         "rbl summarise --metrics {input.metrics} --title '{params.title}' "
         "--histories {input.histories} --names {params.names} "

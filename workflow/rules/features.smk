@@ -19,7 +19,7 @@ rule extract:
         settings=extractor_args(),
         shards=SHARDS,
         on_error=FEATURES["on_error"],
-        code=code_version("features", "audio", "vggish"),
+        code=code_version("extract"),
     shell:
         "rbl extract --manifest {input} {params.settings} --workers {threads} "
         "--shard {wildcards.shard} --shards {params.shards} --on-error {params.on_error} "
@@ -46,7 +46,7 @@ rule gather_features:
     conda:
         ENV
     params:
-        code=code_version("features"),
+        code=code_version("gather"),
     shell:
         "rbl gather --manifest {input.manifest} --parts {input.parts} --infos {input.infos} "
         "--out {output.features} --info {output.info} --skipped {output.skipped} 2> {log}"

@@ -21,9 +21,7 @@ rule train:
         flags=lambda wc: train_flags(wc.exp),
         device=config["train"]["device"],
         collapse=config["train"]["collapse_spread"],
-        code=code_version(
-            "train", "experiment", "losses", "model", "sampling", "metrics", "taxonomy"
-        ),
+        code=code_version("train"),
     shell:
         "rbl train --features {input.features} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --seed {wildcards.seed} "
@@ -46,7 +44,7 @@ rule embed:
             f"--checkpoint {input.checkpoint}" if "checkpoint" in input.keys() else ""
         ),
         device=config["train"]["device"],
-        code=code_version("model", "train"),
+        code=code_version("embed"),
     shell:
         "rbl embed --features {input.features} {params.checkpoint} "
         "--device {params.device} --out {output} 2> {log}"

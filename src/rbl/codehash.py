@@ -1,0 +1,121 @@
+"""Hashes of the code behind a result, derived from the source so that no list is kept by hand.
+
+A stage's code is the `cmd_<stage>` function of the CLI with every CLI function it calls (and the
+parser and `main`, whose defaults and error handling it runs under; not the other stages'
+commands), the CLI's module-level statements, and every module of the
+package these import, followed through their own imports (the static import closure: an import
+written anywhere in a module counts, lazy ones included). A rule passes this hash as a param, so
+an edit reruns exactly the rules whose stage can reach the edited code. The feature cache keys its
+entries the same way with the modules that compute a clip's vector.
+
+Static analysis over-approximates (an imported module may not be used on every path), which can
+rerun a rule needlessly but never keeps a stale result.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+PACKAGE = "rbl"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    """The source file of package module `name` (rbl.x.y), or None when it is not one."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = root.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(node: ast.AST, module: str) -> set[str]:
+    """Names of the modules imported anywhere under `node` (relative imports resolved)."""
+    found = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Import):
+            found.update(alias.name for alias in sub.names)
+        elif isinstance(sub, ast.ImportFrom):
+            base = sub.module or ""
+            if sub.level:
+                anchor = module.split(".")[: -sub.level]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            # `from rbl.vggish import frontend` imports a module, not only a name
+            found.update(f"{base}.{alias.name}" for alias in sub.names)
+    return found
+
+
+@lru_cache(maxsize=None)
+def _parsed(path: Path) -> tuple[str, ast.Module]:
+    text = path.read_text(encoding="utf-8")
+    return text, ast.parse(text, filename=str(path))
+
+
+def closure(modules: list[str], root: Path = PACKAGE_DIR) -> list[Path]:
+    """Source files of the given package modules and of every package module they import."""
+    seen: dict[str, Path] = {}
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        path = _module_file(name, root)
+        if path is None or name in seen:
+            continue
+        seen[name] = path
+        # a submodule's package __init__ runs on import too
+        todo.append(name.rpartition(".")[0])
+        todo.extend(_imports(_parsed(path)[1], name if path.name != "__init__.py" else f"{name}.__init__"))
+    return sorted(set(seen.values()))
+
+
+def _digest(chunks: list[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(len(chunk).to_bytes(8, "little") + chunk)
+    return digest.hexdigest()[:16]
+
+
+def modules_hash(modules: list[str], root: Path = PACKAGE_DIR) -> str:
+    """Hash of the source of the modules' import closure (file names and bytes)."""
+    files = closure(modules, root)
+    return _digest([p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() for p in files])
+
+
+def _stage_parts(stage: str, root: Path) -> tuple[list[ast.AST], str, set[str]]:
+    """The CLI statements a stage runs, the CLI's source text and the package modules they import."""
+    text, tree = _parsed(root / "cli.py")
+    functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    entry = f"cmd_{stage.replace('-', '_')}"
+    if entry not in functions:
+        raise KeyError(f"rbl has no stage '{stage}' (no {entry} in {root / 'cli.py'})")
+    reached, todo = set(), [entry, "main", "build_parser"]
+    while todo:
+        name = todo.pop()
+        # the parser names every stage's command; only this stage's is followed
+        if name in reached or name not in functions or (name.startswith("cmd_") and name != entry):
+            continue
+        reached.add(name)
+        todo.extend(n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name))
+    nodes = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    nodes += [functions[f] for f in sorted(reached)]
+    modules = set().union(*(_imports(n, f"{PACKAGE}.cli") for n in nodes))
+    return nodes, text, {m for m in modules if _module_file(m, root) is not None}
+
+
+def stage_modules(stage: str, root: Path = PACKAGE_DIR) -> list[str]:
+    """Package files (relative to the package) whose source goes into the stage's hash, cli.py aside."""
+    return [p.relative_to(root).as_posix() for p in closure(sorted(_stage_parts(stage, root)[2]), root)]
+
+
+def stage_hash(stage: str, root: Path = PACKAGE_DIR) -> str:
+    """Hash of the code that `rbl <stage>` runs (see the module docstring)."""
+    nodes, text, modules = _stage_parts(stage, root)
+    lines = text.splitlines()  # (ast.get_source_segment splits the whole text on every call)
+    chunks = ["\n".join(lines[n.lineno - 1:n.end_lineno]).encode() for n in nodes]
+    return _digest(chunks + [modules_hash(sorted(modules), root).encode()])
