@@ -12,7 +12,19 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+try:
+    validate(config, "workflow/schemas/config.schema.yaml")
+except WorkflowError as err:
+    # Snakemake's message prints the whole schema (hundreds of lines); say which key and why.
+    cause = err.__context__  # the jsonschema ValidationError
+    if not hasattr(cause, "absolute_path"):
+        raise
+    key = ".".join(str(part) for part in cause.absolute_path) or "(top level)"
+    files = ", ".join(map(str, workflow.config_settings.configfiles)) or "config/config.yaml"
+    raise WorkflowError(
+        f"config ({files}), key {key}: {cause.message}. Every key is described in "
+        "config/README.md."
+    ) from None
 
 
 report: "workflow/report/workflow.rst"

@@ -20,6 +20,7 @@ from rbl import corpora
 from rbl.cli import main
 from rbl.data import build_manifest, load_taxonomy, read_csv
 from rbl.errors import InputError
+from rbl.fingerprint import content_hashes
 from rbl.split import make_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,6 +132,7 @@ def test_unseen_voices_are_whole_voices_of_seen_languages(speech):
     """unseen_per_parent=1 (config/speech.yaml) holds out one voice per language, never a language."""
     taxonomy = load_taxonomy(speech / "taxonomy.csv")
     manifest = build_manifest(read_csv(speech / "annotations.csv"), taxonomy, speech / "audio", "annotations.csv")
+    manifest["sha256"] = content_hashes(list(manifest["path"]), {}, progress=False)[0]
     splits = make_splits(manifest, list(taxonomy.levels), 1, {"train": 0.6, "val": 0.2, "test_seen": 0.2}, seed=0)
     frame = manifest.assign(split=splits["split"].to_numpy())
     unseen = frame[frame["split"] == "test_unseen"]

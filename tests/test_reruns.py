@@ -1,5 +1,5 @@
 """Reruns on a user's dataset see every content change (whatever the file times say) and nothing
-else; bad annotations are reported before any job runs, in ingest's words."""
+else; a bad config or bad annotations are reported before any job runs, in a few lines."""
 
 import os
 import shutil
@@ -113,3 +113,15 @@ def test_nul_byte_in_annotations_is_reported(tmp_path):
     out = snakemake(tmp_path)
     text = out.stdout + out.stderr
     assert out.returncode != 0 and "data/annotations.csv" in text and "Traceback" not in text, text
+
+
+def test_bad_config_names_the_key_in_a_few_lines(tmp_path):
+    config = user_config()
+    config["train"]["collapse_spread"] = -3
+    del config["features"]["vggish"]
+    write_config(tmp_path, config)
+    out = snakemake(tmp_path, "-n")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "key features: 'vggish' is a required property" in text or "key train.collapse_spread" in text, text
+    assert "config.yaml" in text and len(text.splitlines()) <= 10, text
