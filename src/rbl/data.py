@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from rbl.errors import InputError
-from rbl.taxonomy import Taxonomy
+from rbl.taxonomy import Taxonomy, control_character
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(f"{path}: not a valid CSV ({err})") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file; it needs a header row") from None
+    except OSError as err:  # unreadable (permissions), a folder, a symlink loop
+        raise InputError(f"{path}: cannot be read ({err.strerror or err}); check the file and its permissions") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
@@ -67,7 +69,11 @@ def _resolve(root: Path, rel: str, where: str, suffix: str | None) -> Path:
     path = root / rel
     if suffix is not None:
         path = path.with_suffix(suffix)
-    if not path.resolve().is_relative_to(root.resolve()):
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise InputError(f"{where}: '{rel}' cannot be resolved ({err}); fix or remove the symlink") from None
+    if not resolved.is_relative_to(root.resolve()):
         raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
     return path
 
@@ -90,6 +96,11 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
     has_split = "split" in annotations.columns
     for line, record in enumerate(annotations.to_dict("records"), start=2):
         where = f"{source} line {line}"
+        for column in ("file", "label", "group", "split"):
+            if (bad := control_character(str(record.get(column, "")).strip())) is not None:
+                raise InputError(f"{where}: the '{column}' cell {record[column]!r} holds the control character "
+                                 f"'{bad}' (a line break or the like), which no table of the pipeline can carry; "
+                                 "rename it")
         rel = record["file"].strip().replace("\\", "/")
         if rel in first_line:
             raise InputError(f"{where}: '{rel}' is listed again (first at line {first_line[rel]}); keep one row per file")
@@ -127,7 +138,12 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
 def unlisted_files(root: Path, listed: set[str], suffixes: set[str]) -> list[str]:
     """Files of the given kinds under the root that no annotation names (reported, never used)."""
     found = []
-    for dirpath, _, names in os.walk(root):
+
+    def unreadable(err: OSError) -> None:  # os.walk would skip the folder without a word
+        log.warning("%s: cannot be listed (%s); unannotated files in it are not reported", err.filename,
+                    err.strerror or err)
+
+    for dirpath, _, names in os.walk(root, onerror=unreadable):
         for name in names:
             if Path(name).suffix.lower() in suffixes:
                 rel = Path(dirpath, name).relative_to(root).as_posix()

@@ -15,8 +15,8 @@ if "authors_csv_dir" in DATASET:
             folder=DATASET["authors_csv_dir"],
             code=code_version("convert"),
         shell:
-            "rbl convert-authors --dir {params.folder} --out-annotations {output.annotations} "
-            "--out-taxonomy {output.taxonomy} 2> {log}"
+            "rbl convert-authors --dir {params.folder:q} --out-annotations {output.annotations:q} "
+            "--out-taxonomy {output.taxonomy:q} 2> {log:q}"
 
 
 rule ingest:
@@ -32,12 +32,15 @@ rule ingest:
     conda:
         ENV
     params:
-        root=("--features-dir " if PRECOMPUTED else "--audio-root ") + CLIP_ROOT,
+        # shell text, quoted here
+        root=shlex.join(
+            ["--features-dir" if PRECOMPUTED else "--audio-root", CLIP_ROOT]
+        ),
         code=code_version("data", "taxonomy"),
     shell:
-        "rbl ingest --taxonomy {input.taxonomy} --annotations {input.annotations} "
-        "{params.root} --out-manifest {output.manifest} "
-        "--out-taxonomy {output.taxonomy} 2> {log}"
+        "rbl ingest --taxonomy {input.taxonomy:q} --annotations {input.annotations:q} "
+        "{params.root} --out-manifest {output.manifest:q} "
+        "--out-taxonomy {output.taxonomy:q} 2> {log:q}"
 
 
 rule split:
@@ -58,6 +61,6 @@ rule split:
         fractions=",".join(f"{k}={v}" for k, v in config["split"]["fractions"].items()),
         code=code_version("split", "data"),
     shell:
-        "rbl split --manifest {input.manifest} --taxonomy {input.taxonomy} "
-        "--unseen-per-parent {params.unseen} --fractions {params.fractions} "
-        "--seed {params.seed} --skipped {input.skipped} --out {output} 2> {log}"
+        "rbl split --manifest {input.manifest:q} --taxonomy {input.taxonomy:q} "
+        "--unseen-per-parent {params.unseen:q} --fractions {params.fractions:q} "
+        "--seed {params.seed:q} --skipped {input.skipped:q} --out {output:q} 2> {log:q}"
