@@ -23,12 +23,18 @@ HOSTILE = "a b'c\"d $(touch pwned1) `touch pwned2`;touch pwned3 & * \\x"
 PWNED = {"pwned1", "pwned2", "pwned3"}
 
 
-def snakemake(workdir: Path, *args: str, profile: bool = False) -> subprocess.CompletedProcess:
+# As root (tests in containers), file permissions apply only without these capabilities.
+NO_OVERRIDE = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
+                "-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else [])
+
+
+def snakemake(workdir: Path, *args: str, profile: bool = False, prefix: tuple[str, ...] = ()
+              ) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+    cmd = [*prefix, sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
     if profile:
-        cmd[3:3] = ["--workflow-profile", str(PROFILE)]
+        cmd[len(prefix) + 3:len(prefix) + 3] = ["--workflow-profile", str(PROFILE)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
 
 
@@ -182,20 +188,32 @@ def test_every_documented_command_loads_a_profile_that_shows_failed_logs():
         assert profile["show-failed-logs"] is True and profile["rerun-incomplete"] is True, name
 
 
-def test_a_failed_job_shows_its_message_on_the_console(tmp_path):
-    """A bad taxonomy under the documented command: the error, naming file and level, on the console."""
+@pytest.mark.parametrize("case", ["reserved level", "unreadable annotations"])
+def test_a_failed_job_shows_its_message_on_the_console(tmp_path, case):
+    """Bad input under the documented command: the stage's message, naming the file, on the console."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "audio").mkdir()
     (data / "audio/x.wav").write_bytes(b"")
-    (data / "taxonomy.csv").write_text("family,group\nA,a1\nA,a2\n")
+    (data / "taxonomy.csv").write_text("family,kind\nA,a1\nA,a2\n")
     (data / "annotations.csv").write_text("file,label\nx.wav,a1\n")
     config = demo_config("data", "cache", "weights")
     config["demo"]["generate"] = False
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    out = snakemake(tmp_path, "results/mini/manifest.csv", profile=True)
+    prefix = ()
+    if case == "reserved level":
+        (data / "taxonomy.csv").write_text("family,group\nA,a1\nA,a2\n")
+        message = "error: data/taxonomy.csv: level 'group' is a reserved name"
+    else:
+        (data / "annotations.csv").chmod(0)
+        prefix = tuple(NO_OVERRIDE)
+        message = "error: data/annotations.csv: cannot be read (Permission denied)"
+    try:
+        out = snakemake(tmp_path, "results/mini/manifest.csv", profile=True, prefix=prefix)
+    finally:
+        (data / "annotations.csv").chmod(0o644)
     assert out.returncode != 0
-    message = "error: data/taxonomy.csv: level 'group' is a reserved name"
     assert message in out.stdout + out.stderr
     log = (tmp_path / "results/mini/logs/ingest.log").read_text()
     assert message in log and "Traceback" not in log and len(log.splitlines()) <= 30
+    assert "Traceback" not in out.stdout + out.stderr

@@ -115,7 +115,7 @@ def clip_inputs(wildcards):
     if GENERATED_ANNOTATIONS:
         return [CLIP_ROOT]
     table = DATASET["annotations"]
-    if not os.path.exists(table):
+    if not os.access(table, os.R_OK):  # missing or unreadable: ingest names it
         return []
     files = pd.read_csv(
         table, usecols=["file"], dtype=str, keep_default_na=False, encoding="utf-8-sig"
