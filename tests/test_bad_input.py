@@ -275,6 +275,20 @@ def test_control_characters_in_taxonomy_names_are_refused(io, dataset):
     assert code == 2 and "taxonomy.csv line 2: name 'a\\r1' holds the control character '\\r'" in err
 
 
+def test_converted_tables_refuse_a_carriage_return_naming_the_row(io, tmp_path):
+    """The authors' CSVs are read whole (a quoted "\\r" is one cell), but no table written could keep it."""
+    folder = tmp_path / "authors"
+    folder.mkdir()
+    (folder / "train.csv").write_text('wavfilename,hierarchical_labels\na001_0_30.wav,bus_VEHICLE\n'
+                                      '"b\r002_30_60.wav",metro_INDOOR\n', newline="")
+    (folder / "val.csv").write_text("wavfilename,hierarchical_labels\nc003_0_30.wav,bus_VEHICLE\n")
+    code, err = run(io, "convert-authors", "--dir", folder, "--out-annotations", tmp_path / "ann.csv",
+                    "--out-taxonomy", tmp_path / "tax.csv")
+    assert code == 2
+    assert f"{tmp_path / 'ann.csv'}: row 3, column 'file': 'train/b\\r002_30_60.wav' holds a carriage return" in err
+    assert not (tmp_path / "ann.csv").exists()
+
+
 def test_names_with_quotes_commas_and_spaces_round_trip_through_the_manifest(io, dataset):
     """Every name that is accepted comes back from the manifest exactly."""
     name = 'odd, "quoted" name .wav'

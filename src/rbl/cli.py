@@ -26,6 +26,21 @@ log = logging.getLogger("rbl")
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> None:
+    """Write a table atomically; a cell holding a carriage return is refused, naming the row.
+
+    Python's csv writer quotes a cell only for the line terminator ("\\n"), so a lone "\\r" would be
+    written bare and split the row in two on reading. Inputs refuse such names where they enter
+    (ingest); this keeps any other path (e.g. converted tables) from writing a broken file.
+    """
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        cells = frame[column].astype(str)
+        bad = cells.str.contains("\r", regex=False).to_numpy()
+        if bad.any():
+            row = int(bad.argmax())
+            raise InputError(f"{path}: row {row + 2}, column '{column}': {cells.iloc[row]!r} holds a carriage "
+                             "return, which the table cannot carry; remove it from the input")
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
