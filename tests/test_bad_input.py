@@ -310,8 +310,8 @@ def test_symlink_loops_under_the_audio_root(io, dataset):
     with open(dataset / "annotations.csv", "a") as table:
         table.write("loop.wav,a1\n")
     code, err = ingest(io, dataset)
-    assert code == 2 and "annotations.csv line 26: 'loop.wav' cannot be resolved" in err
-    assert "Traceback" not in err
+    assert code == 2 and "annotations.csv line 26" in err and "loop.wav" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 5
 
 
 @pytest.fixture
