@@ -1,5 +1,7 @@
 """RbL pipeline: audio + taxonomy -> features -> embeddings trained with the rank-based loss -> metrics."""
 
+import re
+
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
@@ -34,7 +36,7 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    exp="|".join(config["experiments"]),
+    exp="|".join(map(re.escape, config["experiments"])),
     seed=r"\d+",
     split="val|test_seen|test_unseen",
 

@@ -244,6 +244,133 @@ def test_semicolon_separated_csv_is_explained(io, dataset):
     assert code == 2 and "no 'file' column" in err and "semicolon-separated" in err
 
 
+@pytest.mark.parametrize("level", ["group", "file", "split", "path", "sha256", "label", "all", "Group"])
+def test_reserved_taxonomy_level_names_are_refused(io, dataset, level):
+    """A level named like a manifest column would overwrite it (a level 'group' replaced the groups)."""
+    (dataset / "taxonomy.csv").write_text(f"family,{level}\nA,a1\nA,a2\nB,b1\nB,b2\n")
+    code, err = ingest(io, dataset)
+    assert code == 2
+    assert f"{dataset / 'taxonomy.csv'}: level '{level}' is a reserved name" in err and "rename" in err
+    assert "Traceback" not in err and not (dataset / "manifest.csv").exists()
+
+
+def test_control_characters_in_file_names_are_refused_naming_the_line(io, dataset):
+    """A carriage return in a (quoted) file name would split the manifest row in two: refused."""
+    (dataset / "audio/a1_\r9.wav").write_bytes((dataset / "audio/a1_0.wav").read_bytes())
+    with open(dataset / "annotations.csv", "a", newline="") as table:
+        table.write('"a1_\r9.wav",a1\n')
+    code, err = ingest(io, dataset)
+    assert code == 2
+    assert "annotations.csv line 26: the 'file' cell 'a1_\\r9.wav' holds the control character '\\r'" in err
+    assert not (dataset / "manifest.csv").exists()
+    with open(dataset / "annotations.csv", "w", newline="") as table:
+        table.write('file,label,group\na1_0.wav,a1,"rec\n1"\n')
+    code, err = ingest(io, dataset)
+    assert code == 2 and "line 2: the 'group' cell 'rec\\n1' holds the control character '\\n'" in err
+
+
+def test_control_characters_in_taxonomy_names_are_refused(io, dataset):
+    (dataset / "taxonomy.csv").write_bytes(b'family,kind\nA,"a\r1"\nA,a2\nB,b1\nB,b2\n')
+    code, err = ingest(io, dataset)
+    assert code == 2 and "taxonomy.csv line 2: name 'a\\r1' holds the control character '\\r'" in err
+
+
+def test_converted_tables_refuse_a_carriage_return_naming_the_row(io, tmp_path):
+    """The authors' CSVs are read whole (a quoted "\\r" is one cell), but no table written could keep it."""
+    folder = tmp_path / "authors"
+    folder.mkdir()
+    (folder / "train.csv").write_text('wavfilename,hierarchical_labels\na001_0_30.wav,bus_VEHICLE\n'
+                                      '"b\r002_30_60.wav",metro_INDOOR\n', newline="")
+    (folder / "val.csv").write_text("wavfilename,hierarchical_labels\nc003_0_30.wav,bus_VEHICLE\n")
+    code, err = run(io, "convert-authors", "--dir", folder, "--out-annotations", tmp_path / "ann.csv",
+                    "--out-taxonomy", tmp_path / "tax.csv")
+    assert code == 2
+    assert f"{tmp_path / 'ann.csv'}: row 3, column 'file': 'train/b\\r002_30_60.wav' holds a carriage return" in err
+    assert not (tmp_path / "ann.csv").exists()
+
+
+def test_names_with_quotes_commas_and_spaces_round_trip_through_the_manifest(io, dataset):
+    """Every name that is accepted comes back from the manifest exactly."""
+    name = 'odd, "quoted" name .wav'
+    add_clip(dataset, name, "a1", tone(0.3, 440))
+    code, err = ingest(io, dataset)
+    assert code == 0, err
+    manifest = pd.read_csv(dataset / "manifest.csv", dtype=str, keep_default_na=False)
+    assert len(manifest) == 25 and manifest["file"].iloc[-1] == name
+
+
+def test_symlink_loops_under_the_audio_root(io, dataset):
+    """A looping link that is annotated is named with its line; loops that are not are passed by."""
+    os.symlink("..", dataset / "audio/up")  # a folder loop: never descended into
+    os.symlink("stray.wav", dataset / "audio/stray.wav")  # unannotated looping link
+    code, err = ingest(io, dataset)
+    assert code == 0, err
+    assert "stray.wav" in err  # reported as unlisted, as any other file
+    os.symlink("loop.wav", dataset / "audio/loop.wav")
+    with open(dataset / "annotations.csv", "a") as table:
+        table.write("loop.wav,a1\n")
+    code, err = ingest(io, dataset)
+    assert code == 2 and "annotations.csv line 26" in err and "loop.wav" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 5
+
+
+@pytest.fixture
+def locked(dataset):
+    """chmod 0 a file or folder of the dataset (permissions restored afterwards, for the clean-up)."""
+    paths = []
+
+    def lock(path: Path) -> None:
+        path.chmod(0)
+        paths.append(path)
+
+    yield lock
+    for path in paths:
+        path.chmod(0o755)
+
+
+def _ingest_without_override(folder: Path) -> subprocess.CompletedProcess:
+    """The ingest stage in a process that file permissions apply to: as root (tests in containers),
+    without the capabilities that let root read any file."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    drop = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
+             "-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else [])
+    return subprocess.run([*drop, sys.executable, "-m", "rbl.cli", "--quiet", "ingest", "--taxonomy",
+                           folder / "taxonomy.csv", "--annotations", folder / "annotations.csv", "--audio-root",
+                           folder / "audio", "--out-manifest", folder / "manifest.csv", "--out-taxonomy",
+                           folder / "taxonomy.out.csv"], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("unreadable, message", [
+    ("audio/a1_2.wav", "annotations.csv line 4: {folder}/audio/a1_2.wav cannot be read (Permission denied)"),
+    ("annotations.csv", "{folder}/annotations.csv: cannot be read (Permission denied)"),
+    ("taxonomy.csv", "{folder}/taxonomy.csv: cannot be read (Permission denied)"),
+])
+def test_unreadable_input_files_are_named(dataset, locked, unreadable, message):
+    locked(dataset / unreadable)
+    out = _ingest_without_override(dataset)
+    assert out.returncode == 2, out.stderr
+    assert message.format(folder=dataset) in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) <= 3
+
+
+def test_unreadable_folder_under_the_audio_root_is_reported(dataset, locked):
+    (dataset / "audio/private").mkdir()
+    locked(dataset / "audio/private")
+    out = _ingest_without_override(dataset)
+    assert out.returncode == 0, out.stderr
+    assert f"{dataset}/audio/private: cannot be listed (Permission denied)" in out.stderr
+
+
+@pytest.mark.parametrize("flag", [["--lr", "nan"], ["--lr", "inf"], ["--margins", "0.1", "inf"],
+                                  ["--collapse-spread", "nan"]])
+def test_non_finite_training_settings_are_refused(capsys, flag):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--features", "f", "--manifest", "m", "--taxonomy", "t", "--splits", "s", "--seed", "0",
+              "--device", "cpu", "--out", "o", "--history", "h", *flag])
+    assert stop.value.code == 2
+    assert f"argument {flag[0]}: expected a finite number" in capsys.readouterr().err
+
+
 # --- audio that cannot be used ----------------------------------------------------------------
 
 def _wav_bytes(x: np.ndarray, subtype: str = "PCM_16") -> bytes:

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 import typing
 from pathlib import Path
@@ -25,6 +26,21 @@ log = logging.getLogger("rbl")
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> None:
+    """Write a table atomically; a cell holding a carriage return is refused, naming the row.
+
+    Python's csv writer quotes a cell only for the line terminator ("\\n"), so a lone "\\r" would be
+    written bare and split the row in two on reading. Inputs refuse such names where they enter
+    (ingest); this keeps any other path (e.g. converted tables) from writing a broken file.
+    """
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        cells = frame[column].astype(str)
+        bad = cells.str.contains("\r", regex=False).to_numpy()
+        if bad.any():
+            row = int(bad.argmax())
+            raise InputError(f"{path}: row {row + 2}, column '{column}': {cells.iloc[row]!r} holds a carriage "
+                             "return, which the table cannot carry; remove it from the input")
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
@@ -165,8 +181,10 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     try:
         digests = (cached_hashes(paths, args.hashes, progress=not args.quiet) if args.hashes
                    else content_hashes(paths, {}, progress=not args.quiet)[0])
-    except OSError as err:
-        raise InputError(f"{err.filename}: cannot be read ({err.strerror}); check its permissions") from None
+    except OSError as err:  # an unreadable clip: name it with its annotation line
+        line = f" line {paths.index(err.filename) + 2}" if err.filename in paths else ""
+        raise InputError(f"{args.annotations}{line}: {err.filename} cannot be read ({err.strerror or err}); "
+                         "check the file and its permissions") from None
     manifest.insert(2, "sha256", digests)
     start = len(str(root).rstrip("/")) + 1  # manifest paths are root/<relative path>
     listed = {p[start:] for p in manifest["path"]}
@@ -495,6 +513,17 @@ def _int_or_auto(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
 
 
+def _finite(text: str) -> float:
+    """A float flag's value; nan and inf are refused (they would pass every bound and poison training)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _add_train_settings(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainSettings field; tuples take several values (none for an empty one)."""
     from rbl.experiment import TrainSettings
@@ -503,10 +532,12 @@ def _add_train_settings(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainSettings):
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
+        kind = _finite if kind is float else kind
         if kind == int | str:  # out_dim: a number or "auto"
             parser.add_argument(flag, type=_int_or_auto, default=field.default)
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, type=typing.get_args(kind)[0], nargs="*", default=field.default)
+            item = typing.get_args(kind)[0]
+            parser.add_argument(flag, type=_finite if item is float else item, nargs="*", default=field.default)
         else:
             parser.add_argument(flag, type=kind, default=field.default)
 
@@ -604,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", required=True)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--collapse-spread", type=float, default=0.0,
+    p.add_argument("--collapse-spread", type=_finite, default=0.0,
                    help="warn when the training embeddings' spread (mean pairwise distance) falls below this")
     _add_train_settings(p)
     p.set_defaults(func=cmd_train)
@@ -630,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot-training", help="loss and validation silhouette per epoch")
     p.add_argument("--histories", nargs="+", required=True)
     p.add_argument("--names", nargs="+", required=True, help="one 'experiment/seed' label per history")
-    p.add_argument("--collapse-spread", type=float, default=0.1, help="shade spreads below this as collapse")
+    p.add_argument("--collapse-spread", type=_finite, default=0.1, help="shade spreads below this as collapse")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_plot_training)
 
@@ -639,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="Results")
     p.add_argument("--histories", nargs="*", default=[], help="history.csv of every trained run")
     p.add_argument("--names", nargs="*", default=[], help="one 'experiment/seed' label per history")
-    p.add_argument("--collapse-spread", type=float, default=0.1,
+    p.add_argument("--collapse-spread", type=_finite, default=0.1,
                    help="report runs whose embedding spread fell below this")
     p.add_argument("--out-long", required=True, help="metrics.csv: one row per seed, split, level, metric")
     p.add_argument("--out-csv", required=True)
@@ -664,6 +695,12 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file the stage cannot read or write: one line naming it, no traceback
+        if err.filename is None:
+            raise
+        print(f"error: {err.filename}: {err.strerror or err}; check the file, its folder and their permissions",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from rbl.errors import InputError
-from rbl.taxonomy import Taxonomy
+from rbl.taxonomy import Taxonomy, control_character
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(f"{path}: not a valid CSV ({err})") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file; it needs a header row") from None
+    except OSError as err:  # unreadable (permissions), a folder, a symlink loop
+        raise InputError(f"{path}: cannot be read ({err.strerror or err}); check the file and its permissions") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
@@ -77,7 +79,12 @@ def _resolver(root: Path, suffix: str | None):
             real_dirs[folder] = os.path.realpath(folder)
         real = os.path.join(real_dirs[folder], file)
         if os.path.islink(real):
-            real = os.path.realpath(real)
+            try:
+                real = os.path.realpath(real, strict=True)
+            except FileNotFoundError:  # a dangling link: reported with the missing files
+                real = os.path.realpath(real)
+            except OSError as err:  # ELOOP: a symlink loop
+                raise InputError(f"{where}: '{rel}' cannot be resolved ({err.strerror}); fix or remove the symlink") from None
         if name == ".." or name.startswith("../") or not real.startswith(inside):
             raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
         return name, path, real

@@ -22,6 +22,19 @@ if TYPE_CHECKING:
 
 PATH_SEP = "/"
 UNDECIDED = -1
+# Names a level cannot take: the manifest's own columns, which sit beside one column per level
+# (a level 'group' would replace the recording groups), and the metrics' level over the whole tree.
+RESERVED_LEVELS = ("file", "path", "sha256", "label", "group", "split", "all")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character (line break, carriage return, tab, ...) in a name, shown escaped.
+
+    CSV writers leave a lone carriage return unquoted, so a name holding one would not survive the
+    manifest; such names are refused where they enter (the annotations and the taxonomy).
+    """
+    bad = next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
+    return None if bad is None else repr(bad)[1:-1]
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,13 @@ class Taxonomy:
         for i, name in enumerate(levels):
             if not name or name.startswith("Unnamed:"):
                 raise InputError(f"{source}: column {i + 1} has no name; name every level in the header")
+        for name in levels:
+            if name.lower() in RESERVED_LEVELS:
+                raise InputError(f"{source}: level '{name}' is a reserved name (the manifest's columns and the "
+                                 f"metrics use {', '.join(RESERVED_LEVELS)}); rename that column of the header, "
+                                 f"e.g. to '{name}_level'")
+            if (bad := control_character(name)) is not None:
+                raise InputError(f"{source}: level name {name!r} holds the control character '{bad}'; remove it")
         if len(set(levels)) != len(levels):
             raise InputError(f"{source}: level names repeat in the header {list(levels)}")
         leaves: list[tuple[str, ...]] = []
@@ -65,6 +85,9 @@ class Taxonomy:
             for level, name in zip(levels, path):
                 if not name or name.lower() == "nan":
                     raise InputError(f"{source} line {row}: level '{level}' is empty; every leaf needs a name at every level")
+                if (bad := control_character(name)) is not None:
+                    raise InputError(f"{source} line {row}: name {name!r} holds the control character '{bad}' "
+                                     "(a line break or the like); remove it")
                 if PATH_SEP in name:
                     raise InputError(f"{source} line {row}: name '{name}' contains '{PATH_SEP}', which separates path labels; rename it")
             if path in seen:

@@ -1,6 +1,8 @@
 import hashlib
 import json
+import math
 import os
+import shlex
 from pathlib import Path
 
 import sys
@@ -14,6 +16,31 @@ sys.path.insert(0, str(SRC.parent))
 from rbl import codehash, fingerprint
 from rbl.data import annotated_paths
 from rbl.errors import InputError
+
+
+def non_finite(value, key=""):
+    """Config keys holding nan or inf: JSON Schema bounds cannot refuse them (every comparison with
+    nan is false), so they would pass the schema and reach training."""
+    if isinstance(value, dict):
+        return [
+            k for name, sub in value.items() for k in non_finite(sub, f"{key}{name}.")
+        ]
+    if isinstance(value, list):
+        return [
+            k
+            for i, sub in enumerate(value)
+            for k in non_finite(sub, f"{key[:-1]}[{i}].")
+        ]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{key[:-1]} ({value})"]
+    return []
+
+
+if bad := non_finite(config):
+    raise WorkflowError(
+        f"config key {', '.join(bad)}: not a finite number; give a number (YAML's .nan and .inf "
+        "are refused)"
+    )
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET['name']}"
@@ -63,15 +90,18 @@ def seeds_of(name):
 
 
 def train_flags(name):
-    """Every training setting as a command-line flag (the rule passes all of them explicitly)."""
-    flags = []
+    """Every training setting as a command-line flag (the rule passes all of them explicitly).
+
+    Shell text: every value is quoted here (shlex.join), so the rule inserts it unquoted.
+    """
+    args = []
     for key, value in experiment(name).items():
         flag = f"--{key.replace('_', '-')}"
         if isinstance(value, list):
-            flags.append(f"{flag} {' '.join(str(v) for v in value)}" if value else "")
+            args += [flag, *map(str, value)] if value else []
         else:
-            flags.append(f"{flag} {value}")
-    return " ".join(f for f in flags if f)
+            args += [flag, str(value)]
+    return shlex.join(args)
 
 
 def clip_inputs(wildcards):
@@ -110,7 +140,10 @@ def clip_state():
 
 
 def extractor_args():
-    """The extract stage's settings (precomputed features need none of them)."""
+    """The extract stage's settings (precomputed features need none of them).
+
+    Shell text: every value is quoted here (shlex.join), so the rule inserts it unquoted.
+    """
     if PRECOMPUTED:
         return (
             "--extractor precomputed --weights-dir none --download false --final-relu true "
@@ -118,13 +151,18 @@ def extractor_args():
         )
     features = config["features"]
     vggish = features["vggish"]
-    return (
-        f"--extractor {EXTRACTOR} --weights-dir {vggish['weights_dir']} "
-        f"--download {vggish['download']} --final-relu {vggish['final_relu']} "
-        f"--verify {vggish['verify']} --precision {vggish['precision']} "
-        f"--batch-clips {features['batch_clips']} "
-        f"--device {features['device']} --cache-dir {features['cache_dir']}"
-    )
+    settings = {
+        "extractor": EXTRACTOR,
+        "weights-dir": vggish["weights_dir"],
+        "download": vggish["download"],
+        "final-relu": vggish["final_relu"],
+        "verify": vggish["verify"],
+        "precision": vggish["precision"],
+        "batch-clips": features["batch_clips"],
+        "device": features["device"],
+        "cache-dir": features["cache_dir"],
+    }
+    return shlex.join(arg for k, v in settings.items() for arg in (f"--{k}", str(v)))
 
 
 def embed_inputs(wildcards):

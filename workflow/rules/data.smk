@@ -22,8 +22,8 @@ if "authors_csv_dir" in DATASET:
             folder=DATASET["authors_csv_dir"],
             code=code_version("convert-authors"),
         shell:
-            "rbl convert-authors --dir {params.folder} --out-annotations {output.annotations} "
-            "--out-taxonomy {output.taxonomy} 2> {log}"
+            "rbl convert-authors --dir {params.folder:q} --out-annotations {output.annotations:q} "
+            "--out-taxonomy {output.taxonomy:q} 2> {log:q}"
 
 
 rule ingest:
@@ -39,15 +39,18 @@ rule ingest:
     conda:
         ENV
     params:
-        root=("--features-dir " if PRECOMPUTED else "--audio-root ") + CLIP_ROOT,
+        # shell text, quoted here
+        root=shlex.join(
+            ["--features-dir" if PRECOMPUTED else "--audio-root", CLIP_ROOT]
+        ),
         # the clips' content: any change reruns ingest (clip_state, common.smk)
         clips=clip_state(),
         hashes=CLIP_HASHES,
         code=code_version("ingest"),
     shell:
-        "rbl ingest --taxonomy {input.taxonomy} --annotations {input.annotations} "
-        "{params.root} --hashes {params.hashes:q} --out-manifest {output.manifest} "
-        "--out-taxonomy {output.taxonomy} 2> {log}"
+        "rbl ingest --taxonomy {input.taxonomy:q} --annotations {input.annotations:q} "
+        "{params.root} --hashes {params.hashes:q} --out-manifest {output.manifest:q} "
+        "--out-taxonomy {output.taxonomy:q} 2> {log:q}"
 
 
 rule split:
@@ -68,6 +71,6 @@ rule split:
         fractions=",".join(f"{k}={v}" for k, v in config["split"]["fractions"].items()),
         code=code_version("split"),
     shell:
-        "rbl split --manifest {input.manifest} --taxonomy {input.taxonomy} "
-        "--unseen-per-parent {params.unseen} --fractions {params.fractions} "
-        "--seed {params.seed} --skipped {input.skipped} --out {output} 2> {log}"
+        "rbl split --manifest {input.manifest:q} --taxonomy {input.taxonomy:q} "
+        "--unseen-per-parent {params.unseen:q} --fractions {params.fractions:q} "
+        "--seed {params.seed:q} --skipped {input.skipped:q} --out {output:q} 2> {log:q}"

@@ -15,7 +15,7 @@ if config["demo"].get("generate", False):
             seed=config["demo"]["seed"],
             code=code_version("demo"),
         shell:
-            "rbl demo --out {params.out} --clips-per-class {params.clips} --seed {params.seed} 2> {log}"
+            "rbl demo --out {params.out:q} --clips-per-class {params.clips:q} --seed {params.seed:q} 2> {log:q}"
 
 
 if config["corpus"].get("generate", False):
@@ -36,5 +36,5 @@ if config["corpus"].get("generate", False):
             seed=config["corpus"]["seed"],
             code=code_version("corpus"),
         shell:
-            "rbl --quiet corpus --kind {params.kind} --out {params.out} "
-            "--clips-per-class {params.clips} --seed {params.seed} 2> {log}"
+            "rbl --quiet corpus --kind {params.kind:q} --out {params.out:q} "
+            "--clips-per-class {params.clips:q} --seed {params.seed:q} 2> {log:q}"

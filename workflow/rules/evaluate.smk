@@ -15,10 +15,10 @@ rule evaluate:
         dataset=DATASET["name"],
         code=code_version("evaluate"),
     shell:
-        "rbl evaluate --embeddings {input.embeddings} --manifest {input.manifest} "
-        "--taxonomy {input.taxonomy} --splits {input.splits} --features-info {input.info} "
-        "--dataset {params.dataset} --experiment {wildcards.exp} --seed {wildcards.seed} "
-        "--out {output} 2> {log}"
+        "rbl evaluate --embeddings {input.embeddings:q} --manifest {input.manifest:q} "
+        "--taxonomy {input.taxonomy:q} --splits {input.splits:q} --features-info {input.info:q} "
+        "--dataset {params.dataset:q} --experiment {wildcards.exp:q} --seed {wildcards.seed:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule plot_embeddings:
@@ -43,9 +43,9 @@ rule plot_embeddings:
         title=lambda wc: f"{wc.exp}, seed {wc.seed}: {wc.split}",
         code=code_version("plot-embeddings"),
     shell:
-        "rbl plot-embeddings --embeddings {input.embeddings} --manifest {input.manifest} "
-        "--taxonomy {input.taxonomy} --splits {input.splits} --split {wildcards.split} "
-        "--title '{params.title}' --out {output} 2> {log}"
+        "rbl plot-embeddings --embeddings {input.embeddings:q} --manifest {input.manifest:q} "
+        "--taxonomy {input.taxonomy:q} --splits {input.splits:q} --split {wildcards.split:q} "
+        "--title {params.title:q} --out {output:q} 2> {log:q}"
 
 
 rule plot_training:
@@ -66,12 +66,13 @@ rule plot_training:
     conda:
         ENV
     params:
-        names=lambda wc: " ".join(f"{wc.exp}/seed{seed}" for seed in seeds_of(wc.exp)),
+        # shell text, quoted here
+        names=lambda wc: shlex.join(f"{wc.exp}/seed{seed}" for seed in seeds_of(wc.exp)),
         collapse=config["train"]["collapse_spread"],
         code=code_version("plot-training"),
     shell:
-        "rbl plot-training --histories {input} --names {params.names} "
-        "--collapse-spread {params.collapse} --out {output} 2> {log}"
+        "rbl plot-training --histories {input:q} --names {params.names} "
+        "--collapse-spread {params.collapse:q} --out {output:q} 2> {log:q}"
 
 
 rule summarise:
@@ -104,14 +105,14 @@ rule summarise:
         ENV
     params:
         title=f"RbL results: {DATASET['name']}",
-        names=lambda wc: " ".join(run_names()),
+        names=lambda wc: shlex.join(run_names()),  # shell text, quoted here
         collapse=config["train"]["collapse_spread"],
         code=code_version("summarise"),
     shell:
-        "rbl summarise --metrics {input.metrics} --title '{params.title}' "
-        "--histories {input.histories} --names {params.names} "
-        "--collapse-spread {params.collapse} --out-long {output.long} "
-        "--out-csv {output.csv} --out-md {output.md} --out-plot {output.plot} > {log} 2>&1"
+        "rbl summarise --metrics {input.metrics:q} --title {params.title:q} "
+        "--histories {input.histories:q} --names {params.names} "
+        "--collapse-spread {params.collapse:q} --out-long {output.long:q} "
+        "--out-csv {output.csv:q} --out-md {output.md:q} --out-plot {output.plot:q} > {log:q} 2>&1"
 
 
 rule provenance:
@@ -133,5 +134,5 @@ rule provenance:
         config=json.dumps(config, sort_keys=True),
         code=code_version("provenance"),
     shell:
-        "rbl provenance --config {params.config:q} --manifest {input.manifest} "
-        "--features-info {input.info} --out-json {output.json} --out-md {output.md} 2> {log}"
+        "rbl provenance --config {params.config:q} --manifest {input.manifest:q} "
+        "--features-info {input.info:q} --out-json {output.json:q} --out-md {output.md:q} 2> {log:q}"

@@ -21,9 +21,9 @@ rule extract:
         on_error=FEATURES["on_error"],
         code=code_version("extract"),
     shell:
-        "rbl extract --manifest {input} {params.settings} --workers {threads} "
-        "--shard {wildcards.shard} --shards {params.shards} --on-error {params.on_error} "
-        "--out {output.features} --info {output.info} 2> {log}"
+        "rbl extract --manifest {input:q} {params.settings} --workers {threads} "
+        "--shard {wildcards.shard:q} --shards {params.shards:q} --on-error {params.on_error:q} "
+        "--out {output.features:q} --info {output.info:q} 2> {log:q}"
 
 
 rule gather_features:
@@ -48,8 +48,8 @@ rule gather_features:
     params:
         code=code_version("gather"),
     shell:
-        "rbl gather --manifest {input.manifest} --parts {input.parts} --infos {input.infos} "
-        "--out {output.features} --info {output.info} --skipped {output.skipped} 2> {log}"
+        "rbl gather --manifest {input.manifest:q} --parts {input.parts:q} --infos {input.infos:q} "
+        "--out {output.features:q} --info {output.info:q} --skipped {output.skipped:q} 2> {log:q}"
 
 
 rule normalise:
@@ -66,5 +66,5 @@ rule normalise:
     params:
         code=code_version("normalise"),
     shell:
-        "rbl normalise --features {input.features} --manifest {input.manifest} "
-        "--splits {input.splits} --out {output} 2> {log}"
+        "rbl normalise --features {input.features:q} --manifest {input.manifest:q} "
+        "--splits {input.splits:q} --out {output:q} 2> {log:q}"

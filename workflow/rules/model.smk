@@ -18,16 +18,16 @@ rule train:
     resources:
         gpu=config["train"]["gpus"],
     params:
-        flags=lambda wc: train_flags(wc.exp),
+        flags=lambda wc: train_flags(wc.exp),  # shell text, quoted by train_flags
         device=config["train"]["device"],
         collapse=config["train"]["collapse_spread"],
         code=code_version("train"),
     shell:
-        "rbl train --features {input.features} --manifest {input.manifest} "
-        "--taxonomy {input.taxonomy} --splits {input.splits} --seed {wildcards.seed} "
-        "--device {params.device} --threads {threads} {params.flags} "
-        "--collapse-spread {params.collapse} --out {output.model} "
-        "--history {output.history} 2> {log}"
+        "rbl train --features {input.features:q} --manifest {input.manifest:q} "
+        "--taxonomy {input.taxonomy:q} --splits {input.splits:q} --seed {wildcards.seed:q} "
+        "--device {params.device:q} --threads {threads} {params.flags} "
+        "--collapse-spread {params.collapse:q} --out {output.model:q} "
+        "--history {output.history:q} 2> {log:q}"
 
 
 rule embed:
@@ -40,11 +40,14 @@ rule embed:
     conda:
         ENV
     params:
+        # shell text, quoted here
         checkpoint=lambda wc, input: (
-            f"--checkpoint {input.checkpoint}" if "checkpoint" in input.keys() else ""
+            shlex.join(["--checkpoint", input.checkpoint])
+            if "checkpoint" in input.keys()
+            else ""
         ),
         device=config["train"]["device"],
         code=code_version("embed"),
     shell:
-        "rbl embed --features {input.features} {params.checkpoint} "
-        "--device {params.device} --out {output} 2> {log}"
+        "rbl embed --features {input.features:q} {params.checkpoint} "
+        "--device {params.device:q} --out {output:q} 2> {log:q}"
