@@ -124,15 +124,15 @@ def test_hostile_paths_run_the_whole_workflow_and_run_nothing_else(tmp_path):
 
 
 @pytest.mark.parametrize("edit, key", [
-    (lambda c: c["dataset"].update(name=".."), "['dataset']['name']"),
-    (lambda c: c["dataset"].update(name="."), "['dataset']['name']"),
-    (lambda c: c["dataset"].update(name="-n"), "['dataset']['name']"),
-    (lambda c: c["dataset"].update(name="a b"), "['dataset']['name']"),
+    (lambda c: c["dataset"].update(name=".."), "key dataset.name:"),
+    (lambda c: c["dataset"].update(name="."), "key dataset.name:"),
+    (lambda c: c["dataset"].update(name="-n"), "key dataset.name:"),
+    (lambda c: c["dataset"].update(name="a b"), "key dataset.name:"),
     (lambda c: c["experiments"].update({"..": {"loss": "none"}}), "'..'"),
     (lambda c: c["experiments"].update({"-h": {"loss": "none"}}), "'-h'"),
-    (lambda c: c["features"].update(cache_dir="--help"), "['features']['cache_dir']"),
-    (lambda c: c["features"].update(cache_dir=""), "['features']['cache_dir']"),
-    (lambda c: c["dataset"].update(audio_root="-x/audio"), "['dataset']['audio_root']"),
+    (lambda c: c["features"].update(cache_dir="--help"), "key features.cache_dir:"),
+    (lambda c: c["features"].update(cache_dir=""), "key features.cache_dir:"),
+    (lambda c: c["dataset"].update(audio_root="-x/audio"), "key dataset.audio_root:"),
     (lambda c: c["experiments"]["RbL"].update(lr=float("nan")), "experiments.RbL.lr (nan)"),
     (lambda c: c["experiments"]["RbL"].update(lr=float("inf")), "experiments.RbL.lr (inf)"),
     (lambda c: c["experiments"]["RbL"].update(margins=[0.1, float("nan")]), "experiments.RbL.margins[1] (nan)"),
