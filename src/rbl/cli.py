@@ -299,7 +299,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from rbl.experiment import TrainSettings
     from rbl.device import resolve_device
-    from rbl.train import fit
+    from rbl.train import ResumeFile, fit
 
     from rbl.data import load_taxonomy
     from rbl.model import embedding_size
@@ -325,8 +325,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     log.info("training %s on %s, seed %d", settings, device, args.seed)
     train, val = split == "train", split == "val"
+    resume = ResumeFile(Path(args.resume), args.checkpoint_every) if args.resume else None
     checkpoint, history = fit(x[train], labels[train], x[val], labels[val], settings, args.seed, device,
-                              progress=not args.quiet, collapse_spread=args.collapse_spread)
+                              progress=not args.quiet, collapse_spread=args.collapse_spread, resume=resume)
     checkpoint["settings"] = dataclasses.asdict(settings)
     checkpoint["device"] = str(device)
     log.info("best epoch %d, validation mean silhouette %.4f", checkpoint["epoch"], checkpoint["val_silhouette"])
@@ -336,6 +337,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     _write_csv(history, args.history)
     with atomic_path(args.out) as tmp:
         torch.save(checkpoint, tmp)
+    if resume:
+        resume.remove()
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -484,6 +487,16 @@ def _int_or_auto(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def _add_train_settings(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainSettings field; tuples take several values (none for an empty one)."""
     from rbl.experiment import TrainSettings
@@ -593,6 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--collapse-spread", type=float, default=0.0,
                    help="warn when the training embeddings' spread (mean pairwise distance) falls below this")
+    p.add_argument("--resume", default=None,
+                   help="file for the run's state: saved there periodically, continued from on a rerun of the "
+                        "same run, removed once the outputs are written (default: none, no saved state)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                   help="with --resume: save the state every this many epochs")
     _add_train_settings(p)
     p.set_defaults(func=cmd_train)
 
@@ -645,7 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "resume", None) and args.checkpoint_every is None:
+        parser.error("train: --resume needs --checkpoint-every (how many epochs between saves)")
     logging.basicConfig(level=logging.INFO, format="rbl %(levelname)s: %(message)s", stream=sys.stderr)
     try:
         args.func(args)
