@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +41,10 @@ HISTORY = ("epoch", "loss", "val_silhouette", "spread")
 RESUME_FORMAT = 1  # bump when the resume file's layout changes: older files are then ignored
 
 
-def code_hash() -> str:
-    """sha256 of every module of the rbl package: any code change makes saved training state stale."""
-    root = Path(rbl.__file__).parent
+def code_hash(root: Path | None = None) -> str:
+    """sha256 of every module of the rbl package (or under `root`): any code change makes saved
+    training state stale."""
+    root = Path(rbl.__file__).parent if root is None else root
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")

@@ -21,6 +21,9 @@ rule train:
         flags=lambda wc: train_flags(wc.exp),
         device=config["train"]["device"],
         collapse=config["train"]["collapse_spread"],
+        # Not an output: Snakemake deletes a job's outputs before rerunning it.
+        resume=f"{RESULTS}/resume/{{exp}}/seed{{seed}}.pt",
+        every=config["train"]["checkpoint_every"],
         code=code_version(
             "train", "experiment", "losses", "model", "sampling", "metrics", "taxonomy"
         ),
@@ -28,7 +31,8 @@ rule train:
         "rbl train --features {input.features} --manifest {input.manifest} "
         "--taxonomy {input.taxonomy} --splits {input.splits} --seed {wildcards.seed} "
         "--device {params.device} --threads {threads} {params.flags} "
-        "--collapse-spread {params.collapse} --out {output.model} "
+        "--collapse-spread {params.collapse} --resume {params.resume} "
+        "--checkpoint-every {params.every} --out {output.model} "
         "--history {output.history} 2> {log}"
 
 
