@@ -272,3 +272,10 @@ def _restore(state: dict, model: Embedder, settings: TrainSettings, device: torc
                     type(err).__name__, err)
         return None
     return out
+
+
+def load_model(checkpoint: dict, device: torch.device) -> Embedder:
+    cfg = checkpoint["model"]
+    model = Embedder(cfg["in_dim"], cfg["out_dim"], tuple(cfg["hidden"])).to(device)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
