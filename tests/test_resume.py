@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import torch
 
 import rbl
@@ -270,3 +271,52 @@ def test_atomic_outputs_and_cache_entries_get_the_mode_of_a_plain_open(tmp_path,
         {str(p.relative_to(tmp_path)): oct(expected) for p in files}
     assert cache.get("ab" * 32) is not None
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
+
+
+# --- the workflow ----------------------------------------------------------------------------
+
+def test_a_killed_workflow_resumes_training_after_unlock(tmp_path):
+    """kill -9 of snakemake and its running training job, then README's recovery: `snakemake --unlock`
+    and the same command again, which continues the training from its saved state."""
+    from test_workflow import CONFIG, REPO
+
+    config = {**CONFIG, "seeds": [0], "train": {**CONFIG["train"], "checkpoint_every": 5},
+              "experiments": {"InitEmb": {"loss": "none"},
+                              "RbL": {"loss": "rank", "optimizer": "adam", "lr": 0.01, "max_epochs": 600,
+                                      "patience": 600}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"),
+               "--workflow-profile", str(REPO / "workflow" / "profiles" / "default")]
+    resume = tmp_path / "results/mini/resume/RbL/seed0.pt"
+    log = tmp_path / "results/mini/logs/train/RbL/seed0.log"
+    # Its own session, so the kill takes snakemake and the job it runs together, as when the
+    # terminal, the login session or the node goes away.
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while not resume.exists():
+            assert proc.poll() is None, "the workflow ended before training saved any state"
+            assert time.monotonic() < deadline, "training saved no state"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / "results/mini/models/RbL/seed0/model.pt").exists()
+
+    # What Snakemake 9 does next: the lock of the killed run remains and stops the same command.
+    locked = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert locked.returncode != 0 and "Directory cannot be locked" in locked.stderr
+    assert subprocess.run([*command, "--unlock"], capture_output=True, env=env, timeout=600).returncode == 0
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    resumed = [line for line in log.read_text().splitlines() if "resuming from epoch" in line]
+    assert len(resumed) == 1, log.read_text()[-2000:]
+    assert int(resumed[0].split("resuming from epoch ")[1].split()[0]) >= 5
+    history = pd.read_csv(tmp_path / "results/mini/models/RbL/seed0/history.csv")
+    assert list(history["epoch"]) == list(range(601))
+    assert not resume.exists()  # removed once the outputs were written
+    assert (tmp_path / "results/mini/summary.csv").exists()
