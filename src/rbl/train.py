@@ -81,12 +81,14 @@ class ResumeFile:
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
 
-    def load(self, key: str, device: torch.device) -> dict | None:
+    def load(self, key: str) -> dict | None:
         """The saved state of the run with this key; None (with a log line) when there is none to use."""
         if not self.path.exists():
             return None
         try:
-            state = torch.load(self.path, map_location=device, weights_only=True)
+            # On the CPU: generator states must be CPU tensors; weights move to the model's device
+            # as they are loaded into it.
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - a damaged file of any kind must not stop training
             log.warning("resume state %s is unreadable (%s: %s); ignoring it and training from epoch 0",
                         self.path, type(err).__name__, str(err).strip().splitlines()[0] if str(err).strip() else "")
@@ -185,7 +187,7 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
     # One row per epoch (epoch, loss, val_silhouette, spread), filled as training goes.
     history = np.full((settings.max_epochs + 1, len(HISTORY)), np.nan)
     key = run_key([x_train, y_train, x_val, y_val], settings, seed, device) if resume else ""
-    saved = resume.load(key, device) if resume else None
+    saved = resume.load(key) if resume else None
     restored = _restore(saved, model, settings, device) if saved else None
     if restored:
         model, optimizer, rng, start = restored["model"], restored["optimizer"], restored["rng"], restored["epoch"]
