@@ -130,12 +130,14 @@ def test_a_killed_training_command_resumes_bit_for_bit(tmp_path, caplog):
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "run.pt").exists() and not (tmp_path / "run.csv").exists()
 
+    cut_short = resume.with_name(f".{resume.name}.0a1b2c3d4e5f.tmp.pt")  # a save the kill interrupted
+    cut_short.write_bytes(b"half")
     with caplog.at_level(logging.INFO, logger="rbl.train"):
         assert main(killed) == 0
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resuming from epoch")]
     epoch = int(line.split()[3])
     assert 5 <= epoch < 400 and epoch % 5 == 0
-    assert not resume.exists()  # removed once the outputs are written
+    assert list(resume.parent.iterdir()) == []  # removed once the outputs are written, temporaries too
     assert main(args("whole")) == 0  # never interrupted, no state saved
     a, b = (torch.load(tmp_path / f"{k}.pt", weights_only=True) for k in ("run", "whole"))
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])

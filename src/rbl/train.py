@@ -104,8 +104,11 @@ class ResumeFile:
         return state
 
     def remove(self) -> None:
-        """Delete the state once the run's outputs are written (its data are in them)."""
+        """Delete the state once the run's outputs are written (its data are in them), and the
+        temporaries of saves that a kill cut short (rbl.atomic names them `.<name>.*.tmp*`)."""
         self.path.unlink(missing_ok=True)
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp*"):
+            tmp.unlink(missing_ok=True)
 
 
 def spread(embeddings: torch.Tensor, distance: str) -> float:
