@@ -232,10 +232,13 @@ def test_a_damaged_state_is_ignored_with_a_warning(tmp_path, monkeypatch, caplog
 
 
 def test_resume_needs_an_interval(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--features", "f", "--manifest", "m", "--taxonomy", "t", "--splits", "s", "--out", "o",
-              "--history", "h", "--seed", "0", "--device", "cpu", "--resume", str(tmp_path / "r.pt")])
+    args = ["train", "--features", "f", "--manifest", "m", "--taxonomy", "t", "--splits", "s", "--out", "o",
+            "--history", "h", "--seed", "0", "--device", "cpu", "--resume", str(tmp_path / "r.pt")]
+    assert main(args) == 2
     assert "--resume needs --checkpoint-every" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--checkpoint-every", "0"])
+    assert "expected at least 1, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="at least 1 epoch"):
         ResumeFile(tmp_path / "r.pt", 0)
 

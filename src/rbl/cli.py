@@ -305,6 +305,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from rbl.model import embedding_size
     from rbl.taxonomy import shuffle_leaves
 
+    if args.resume and args.checkpoint_every is None:
+        raise InputError("train: --resume needs --checkpoint-every (the epochs between saves of the state; "
+                         "the workflow passes train.checkpoint_every)")
     torch.set_num_threads(args.threads)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)}
     settings = TrainSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
@@ -663,10 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "resume", None) and args.checkpoint_every is None:
-        parser.error("train: --resume needs --checkpoint-every (how many epochs between saves)")
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="rbl %(levelname)s: %(message)s", stream=sys.stderr)
     try:
         args.func(args)
