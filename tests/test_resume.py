@@ -325,3 +325,6 @@ def test_a_killed_workflow_resumes_training_after_unlock(tmp_path):
     assert list(history["epoch"]) == list(range(601))
     assert not resume.exists()  # removed once the outputs were written
     assert (tmp_path / "results/mini/summary.csv").exists()
+    # Finished: the removed state file is no reason to run anything again.
+    dry = subprocess.run([*command, "-n"], capture_output=True, text=True, env=env, timeout=600)
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
