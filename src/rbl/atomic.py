@@ -6,9 +6,29 @@ import contextlib
 import csv
 import io
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+
+TEMP_ATTEMPTS = 100  # fresh random names tried before giving up (a clash is ~1 in 2**48 per try)
+
+
+def _create_temporary(folder: Path, name: str, suffix: str) -> Path:
+    """Create a new empty hidden file `.<name>.<random>.tmp<suffix>` in `folder`, as open() would.
+
+    Not tempfile.mkstemp: it creates files with mode 0600 whatever the umask, so outputs on a shared
+    project folder would be unreadable to colleagues. Created with O_EXCL and mode 0666, the kernel
+    applies the umask (and any default ACL of the folder) exactly as for a plain open(path, "w").
+    """
+    for _ in range(TEMP_ATTEMPTS):
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp{suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{folder}: no free temporary name for {name} after {TEMP_ATTEMPTS} tries")
 
 
 @contextlib.contextmanager
@@ -16,13 +36,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
     The temporary name keeps the final suffix so libraries that dispatch on it (numpy, torch,
-    pandas) write the intended format.
+    pandas) write the intended format. The file ends with the mode a plain open() would give it
+    (0666 less the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temporary(path.parent, path.name, path.suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -328,12 +328,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from rbl.experiment import TrainSettings
     from rbl.device import resolve_device
-    from rbl.train import fit
+    from rbl.train import ResumeFile, fit
 
     from rbl.data import load_taxonomy
     from rbl.model import embedding_size
     from rbl.taxonomy import shuffle_leaves
 
+    if args.resume and args.checkpoint_every is None:
+        raise InputError("train: --resume needs --checkpoint-every (the epochs between saves of the state; "
+                         "the workflow passes train.checkpoint_every)")
     torch.set_num_threads(args.threads)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)}
     settings = TrainSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
@@ -354,8 +357,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     log.info("training %s on %s, seed %d", settings, device, args.seed)
     train, val = split == "train", split == "val"
+    resume = ResumeFile(Path(args.resume), args.checkpoint_every) if args.resume else None
     checkpoint, history = fit(x[train], labels[train], x[val], labels[val], settings, args.seed, device,
-                              progress=not args.quiet, collapse_spread=args.collapse_spread)
+                              progress=not args.quiet, collapse_spread=args.collapse_spread, resume=resume)
     checkpoint["settings"] = dataclasses.asdict(settings)
     checkpoint["device"] = str(device)
     log.info("best epoch %d, validation mean silhouette %.4f", checkpoint["epoch"], checkpoint["val_silhouette"])
@@ -365,6 +369,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     _write_csv(history, args.history)
     with atomic_path(args.out) as tmp:
         torch.save(checkpoint, tmp)
+    if resume:
+        resume.remove()
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -524,6 +530,16 @@ def _finite(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def _add_train_settings(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainSettings field; tuples take several values (none for an empty one)."""
     from rbl.experiment import TrainSettings
@@ -637,6 +653,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--collapse-spread", type=_finite, default=0.0,
                    help="warn when the training embeddings' spread (mean pairwise distance) falls below this")
+    p.add_argument("--resume", default=None,
+                   help="file for the run's state: saved there periodically, continued from on a rerun of the "
+                        "same run, removed once the outputs are written (default: none, no saved state)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                   help="with --resume: save the state every this many epochs")
     _add_train_settings(p)
     p.set_defaults(func=cmd_train)
 

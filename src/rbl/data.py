@@ -50,6 +50,12 @@ def load_taxonomy(path: str | os.PathLike) -> Taxonomy:
     return Taxonomy.from_frame(read_csv(path), source=str(path))
 
 
+def _refuse_control_characters(where: str, column: str, value: str) -> None:
+    if (bad := control_character(value)) is not None:
+        raise InputError(f"{where}: the '{column}' cell {value!r} holds the control character '{bad}' (a line "
+                         "break or the like), which no table of the pipeline can carry; rename it")
+
+
 def _resolver(root: Path, suffix: str | None):
     """A function (rel, where) -> (name, path, real) of an annotation's file under root, refusing
     any path that leaves the root (via '..' or a symlink).
@@ -68,6 +74,7 @@ def _resolver(root: Path, suffix: str | None):
     def resolve(rel: str, where: str) -> tuple[str, str, str]:
         if not rel:
             raise InputError(f"{where}: the 'file' cell is empty")
+        _refuse_control_characters(where, "file", rel)
         if os.path.isabs(rel) or re.match(r"[A-Za-z]:/", rel):
             raise InputError(f"{where}: '{rel}' is an absolute path; give paths relative to the root folder {root}")
         name = posixpath.normpath(rel)
@@ -118,6 +125,8 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
     has_split = "split" in annotations.columns
     for line, record in enumerate(annotations.to_dict("records"), start=2):
         where = f"{source} line {line}"
+        for column in ("label", "group", "split"):
+            _refuse_control_characters(where, column, str(record.get(column, "")).strip())
         given = record["file"].strip().replace("\\", "/")
         rel, path, key = resolve(given, where)
         # The same file under another spelling (./x.wav, sub/../x.wav, a symlink inside the root,

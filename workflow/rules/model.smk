@@ -21,12 +21,16 @@ rule train:
         flags=lambda wc: train_flags(wc.exp),  # shell text, quoted by train_flags
         device=config["train"]["device"],
         collapse=config["train"]["collapse_spread"],
+        # Not an output: Snakemake deletes a job's outputs before rerunning it.
+        resume=f"{RESULTS}/resume/{{exp}}/seed{{seed}}.pt",
+        every=config["train"]["checkpoint_every"],
         code=code_version("train"),
     shell:
         "rbl train --features {input.features:q} --manifest {input.manifest:q} "
         "--taxonomy {input.taxonomy:q} --splits {input.splits:q} --seed {wildcards.seed:q} "
         "--device {params.device:q} --threads {threads} {params.flags} "
-        "--collapse-spread {params.collapse:q} --out {output.model:q} "
+        "--collapse-spread {params.collapse:q} --resume {params.resume:q} "
+        "--checkpoint-every {params.every:q} --out {output.model:q} "
         "--history {output.history:q} 2> {log:q}"
 
 
