@@ -171,8 +171,13 @@ def unlisted_files(root: Path, listed: set[str], suffixes: set[str]) -> list[str
     `listed` holds paths relative to the root, '/'-separated.
     """
     found = []
+
+    def unreadable(err: OSError) -> None:  # os.walk would skip the folder without a word
+        log.warning("%s: cannot be listed (%s); unannotated files in it are not reported", err.filename,
+                    err.strerror or err)
+
     start = len(str(root).rstrip(os.sep)) + 1
-    for dirpath, _, names in os.walk(root):
+    for dirpath, _, names in os.walk(root, onerror=unreadable):
         folder = dirpath[start:].replace(os.sep, "/")
         for name in names:
             if os.path.splitext(name)[1].lower() in suffixes:
