@@ -1,8 +1,6 @@
 """The authors' CSV format -> annotations and taxonomy; precomputed feature loading."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 import yaml
 
 from rbl.cli import main
+from runs import snakemake as run_workflow
 from rbl.convert import authors_csv
 from rbl.errors import InputError
 from rbl.features import load_precomputed
@@ -91,12 +90,9 @@ def test_rule_reruns_when_test_csv_is_added(tmp_path):
                              annotations="input/annotations.csv", taxonomy="input/taxonomy.csv")
     config["experiments"] = {"InitEmb": {"loss": "none"}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
     def snakemake(*args):
-        out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-                              "--configfile", str(tmp_path / "config.yaml"), "--cores", "1", *args,
-                              "input/annotations.csv"], capture_output=True, text=True, env=env, timeout=300)
+        out = run_workflow(tmp_path, *args, "input/annotations.csv", cores=1)
         assert out.returncode == 0, out.stderr[-3000:]
         return out.stdout + out.stderr
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-PROFILE = REPO / "workflow/profiles/default"
+from runs import REPO, load_test_config, snakemake
+
 # Spaces, both quotes, command substitution both ways, a command separator, a glob, a backslash.
 HOSTILE = "a b'c\"d $(touch pwned1) `touch pwned2`;touch pwned3 & * \\x"
 PWNED = {"pwned1", "pwned2", "pwned3"}
@@ -28,29 +26,18 @@ NO_OVERRIDE = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "
                 "-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else [])
 
 
-def snakemake(workdir: Path, *args: str, profile: bool = False, prefix: tuple[str, ...] = ()
-              ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [*prefix, sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    if profile:
-        cmd[len(prefix) + 3:len(prefix) + 3] = ["--workflow-profile", str(PROFILE)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
-
-
 def demo_config(data: str, cache: str, weights: str, experiments: dict | None = None) -> dict:
-    """A small demo run whose data folder, feature cache and weights folder are the given paths."""
-    return {
-        "dataset": {"name": "mini", "audio_root": f"{data}/audio", "annotations": f"{data}/annotations.csv",
-                    "taxonomy": f"{data}/taxonomy.csv"},
-        "demo": {"generate": True, "out_dir": data, "clips_per_class": 8, "seed": 0},
-        "split": {"seed": 0, "unseen_per_parent": 1, "fractions": {"train": 0.6, "val": 0.2, "test_seen": 0.2}},
-        "features": {"extractor": "auto", "cache_dir": cache, "batch_clips": 16, "workers": 1, "device": "cpu",
-                     "vggish": {"weights_dir": weights, "download": False, "final_relu": True, "verify": True}},
-        "train": {"device": "cpu"},
-        "seeds": [0],
-        "experiments": experiments or {"InitEmb": {"loss": "none"}},
-    }
+    """The reduced demo (.test/config/config.yaml) with the given data folder, feature cache and
+    weights folder, one seed and one extraction shard."""
+    config = load_test_config()
+    config["dataset"].update(audio_root=f"{data}/audio", annotations=f"{data}/annotations.csv",
+                             taxonomy=f"{data}/taxonomy.csv")
+    config["demo"]["out_dir"] = data
+    config["features"].update(cache_dir=cache, workers=1, shards=1)
+    config["features"]["vggish"]["weights_dir"] = weights
+    config["seeds"] = [0]
+    config["experiments"] = experiments or {"InitEmb": {"loss": "none"}}
+    return config
 
 
 def pwned(*folders: Path) -> list[Path]:

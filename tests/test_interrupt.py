@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from runs import kill_when, rbl_process
 from rbl.atomic import atomic_path
 from rbl.cli import main
 from rbl.features import ENTRY_SIZE, STALE_TMP_SECONDS, Cache
@@ -70,20 +71,8 @@ def cache_of(cache: Path) -> Cache:
 def test_killed_extraction_resumes_from_the_cache(tmp_path):
     folder = write_clips(tmp_path / "data", N_CLIPS)
     cache = tmp_path / "cache"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "rbl.cli", *extract_args(folder, cache, "killed")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
-    try:
-        while len(entries(cache)) < N_CLIPS // 4:
-            assert proc.poll() is None, "extraction ended before it could be interrupted"
-            assert time.monotonic() < deadline, "extraction made no progress"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(rbl_process(extract_args(folder, cache, "killed"), stderr=subprocess.PIPE),
+              lambda: len(entries(cache)) >= N_CLIPS // 4, "extraction", poll=0.01)
     assert not (folder / "killed.npy").exists()  # outputs are written last, atomically
 
     # Every entry a reader can see is whole and passes its checks; temporaries are hidden.

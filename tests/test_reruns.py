@@ -6,24 +6,16 @@ import shutil
 
 import pandas as pd
 import pytest
-import yaml
 
 from rbl.demo import generate
-from test_workflow import CONFIG, planned_rules, snakemake, write_config
+from runs import planned_rules, snakemake, load_test_config, write_config
 
 MANIFEST = "results/user/manifest.csv"
 
 
 def user_config() -> dict:
-    """The workflow test's config on data the user already has (no generator rule): InitEmb only."""
-    config = yaml.safe_load(yaml.safe_dump(CONFIG))
-    config["dataset"] = {"name": "user", "audio_root": "data/audio", "annotations": "data/annotations.csv",
-                         "taxonomy": "data/taxonomy.csv"}
-    config["demo"] = {"generate": False}
-    config["features"]["shards"] = 1
-    config["seeds"] = [0]
-    config["experiments"] = {"InitEmb": {"loss": "none"}}
-    return config
+    """.test/config/user.yaml: data the user already has (no generator rule), InitEmb only."""
+    return load_test_config("user.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,7 @@ import logging
 import os
 import pickle
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ from rbl.cli import main
 from rbl.experiment import TrainSettings
 from rbl.features import Cache
 from rbl.train import ResumeFile, code_hash, fit, run_key
+from runs import PROFILE, kill_when, rbl_process, snakemake_cmd, workflow_env
 from test_interrupt import tiny_training_data
 
 CPU = torch.device("cpu")
@@ -114,20 +112,7 @@ def test_a_killed_training_command_resumes_bit_for_bit(tmp_path, caplog):
                 "--batch-size", "8", "--max-epochs", "400", "--patience", "400", "--hidden", "8", *extra]
 
     killed = args("run", "--resume", str(resume), "--checkpoint-every", "5")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "rbl.cli", *killed], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 120
-    try:
-        while not resume.exists():
-            assert proc.poll() is None, "training ended before it saved any state"
-            assert time.monotonic() < deadline, "training saved no state"
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(rbl_process(killed), resume.exists, "training", poll=0.002)
     assert not (tmp_path / "run.pt").exists() and not (tmp_path / "run.csv").exists()
 
     cut_short = resume.with_name(f".{resume.name}.0a1b2c3d4e5f.tmp.pt")  # a save the kill interrupted
@@ -259,7 +244,8 @@ def test_atomic_outputs_and_cache_entries_get_the_mode_of_a_plain_open(tmp_path,
     expected = 0o666 & ~umask
     assert plain.stat().st_mode & 0o7777 == expected
     atomic.write_text(tmp_path / "a.txt", "a")
-    atomic.write_bytes(tmp_path / "sub" / "b.bin", b"b")
+    with atomic.atomic_path(tmp_path / "sub" / "b.bin") as tmp:  # a new folder too
+        tmp.write_bytes(b"b")
     atomic.write_csv_rows(tmp_path / "c.csv", ["h"], [["1"]])
     with atomic.atomic_path(tmp_path / "d.npz") as tmp:
         np.savez(tmp, x=np.zeros(3))
@@ -283,33 +269,22 @@ def test_atomic_outputs_and_cache_entries_get_the_mode_of_a_plain_open(tmp_path,
 def test_a_killed_workflow_resumes_training_after_unlock(tmp_path):
     """kill -9 of snakemake and its running training job, then README's recovery: `snakemake --unlock`
     and the same command again, which continues the training from its saved state."""
-    from test_workflow import CONFIG, REPO
+    from test_workflow import CONFIG
 
     config = {**CONFIG, "seeds": [0], "train": {**CONFIG["train"], "checkpoint_every": 5},
               "experiments": {"InitEmb": {"loss": "none"},
                               "RbL": {"loss": "rank", "optimizer": "adam", "lr": 0.01, "max_epochs": 600,
                                       "patience": 600}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(tmp_path / "config.yaml"),
-               "--workflow-profile", str(REPO / "workflow" / "profiles" / "default")]
+    env = workflow_env()
+    command = snakemake_cmd(tmp_path, "--workflow-profile", str(PROFILE))
     resume = tmp_path / "results/mini/resume/RbL/seed0.pt"
     log = tmp_path / "results/mini/logs/train/RbL/seed0.log"
     # Its own session, so the kill takes snakemake and the job it runs together, as when the
     # terminal, the login session or the node goes away.
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
-    deadline = time.monotonic() + 600
-    try:
-        while not resume.exists():
-            assert proc.poll() is None, "the workflow ended before training saved any state"
-            assert time.monotonic() < deadline, "training saved no state"
-            time.sleep(0.01)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_when(proc, resume.exists, "training under the workflow", timeout=600, poll=0.01, group=True)
     assert not (tmp_path / "results/mini/models/RbL/seed0/model.pt").exists()
 
     # What Snakemake 9 does next: the lock of the killed run remains and stops the same command.

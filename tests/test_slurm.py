@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from runs import snakemake_cmd, workflow_env
 from test_workflow import CONFIG as WORKFLOW_CONFIG
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,15 +59,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def env() -> dict:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-            "--configfile", str(workdir / "config.yaml"), *args]
 
 
 def scontrol_records() -> dict[str, dict]:
@@ -185,14 +176,14 @@ def runs(slurm, tmp_path_factory):
     profile, resources = profile_for(slurm["memory"], slurm_dir)
     local_log = open(local_dir / "run.log", "w")
     local = subprocess.Popen(snakemake_cmd(local_dir, "--cores", "2"), stdout=local_log,
-                             stderr=subprocess.STDOUT, text=True, env=env())
+                             stderr=subprocess.STDOUT, text=True, env=workflow_env())
     try:
         # What a user types on a cluster, plus quicker status checks for seconds-long jobs and
         # SLURM's logs of successful jobs kept as evidence.
         cmd = snakemake_cmd(slurm_dir, "--workflow-profile", str(profile.parent),
                             "--default-resources", f"slurm_partition={PARTITION}",
                             "--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs")
-        on_slurm = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=720)
+        on_slurm = subprocess.run(cmd, capture_output=True, text=True, env=workflow_env(), timeout=720)
         (slurm_dir / "run.log").write_text(on_slurm.stdout + on_slurm.stderr)
         ctld_log = (slurm["dir"] / "log" / "slurmctld.log").read_text(errors="replace")
         assert on_slurm.returncode == 0, (on_slurm.stderr[-5000:] + "\n--- slurmctld.log\n" + ctld_log[-2000:])

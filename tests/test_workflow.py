@@ -1,52 +1,14 @@
 """The whole Snakemake workflow on a reduced demo: results, a no-op rerun, and targeted reruns."""
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
-CONFIG = {
-    "dataset": {"name": "mini", "audio_root": "demo/audio", "annotations": "demo/annotations.csv",
-                "taxonomy": "demo/taxonomy.csv"},
-    "demo": {"generate": True, "out_dir": "demo", "clips_per_class": 8, "seed": 0},
-    "split": {"seed": 0, "unseen_per_parent": 1, "fractions": {"train": 0.6, "val": 0.2, "test_seen": 0.2}},
-    "features": {"extractor": "auto", "shards": 2, "gpus": 0, "cache_dir": "results/cache/features", "batch_clips": 16, "workers": 2,
-                 "device": "cpu", "vggish": {"weights_dir": "weights", "download": False,
-                                             "final_relu": True, "verify": True}},
-    "train": {"device": "cpu", "gpus": 0},
-    "seeds": [0, 1],
-    "experiments": {"InitEmb": {"loss": "none"},
-                    "RbL": {"loss": "rank", "optimizer": "adam", "lr": 0.01, "max_epochs": 4, "patience": 2}},
-}
+from runs import planned_rules, snakemake, load_test_config, write_config
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-
-
-def planned_rules(workdir: Path) -> set[str]:
-    """Rules a dry run would execute (from Snakemake's job stats table)."""
-    out = snakemake(workdir, "-n")
-    assert out.returncode == 0, out.stderr
-    text = out.stdout + out.stderr
-    if "Nothing to be done" in text:
-        return set()
-    table = text.split("Job stats:")[1].split("total")[0]
-    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"job", "all"}
-
-
-def write_config(workdir: Path, config: dict) -> None:
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+CONFIG = load_test_config()  # .test/config/config.yaml: the reduced demo
 
 
 @pytest.fixture(scope="module")

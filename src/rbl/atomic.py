@@ -56,12 +56,6 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_csv_rows(path: str | os.PathLike, header: list[str], rows: list[list[str]]) -> None:
     """Write a CSV of string rows to `path` atomically (the generators' taxonomy and annotations)."""
     buf = io.StringIO()
