@@ -268,12 +268,11 @@ def _label_groups(labels: np.ndarray):
 
 
 @numba.njit(cache=True)
-def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_buffer: np.ndarray,
-            level_buffer: np.ndarray, buckets: int, target: int, margin: float):
+def _columns(x: np.ndarray, kind: int):
+    """The rows as the distance sees them, transposed (D, N) so that the loops over a row's partners
+    run along memory: unit vectors (cosine) or the embeddings (euclidean). Also each row's norm,
+    what it was divided by, and each column's squared norm."""
     n, dim = x.shape
-    depth = labels.shape[1]
-    # Columns of the rows as the distance sees them: unit vectors (cosine) or the embeddings
-    # (euclidean), transposed so that the loops over a row's partners run along memory.
     cols = np.empty((dim, n))
     norms = np.empty(n)
     denom = np.ones(n)
@@ -288,22 +287,28 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
         for k in range(dim):
             cols[k, i] = x[i, k] / denom[i]
             squares[i] += cols[k, i] * cols[k, i]
+    return cols, norms, denom, squares
 
-    # Pairs per level, from the groups.
-    group, table, sizes = _label_groups(labels)
+
+@numba.njit(cache=True)
+def _pairs_per_level(table: np.ndarray, sizes: np.ndarray, depth: int) -> np.ndarray:
+    """Decided pairs at each level (rank // 2), from the label groups' sizes and rank table."""
     counts = np.zeros(depth + 1, dtype=np.int64)
     for a in range(len(sizes)):
         for b in range(a, len(sizes)):
             if table[a, b] >= 0:
                 counts[table[a, b]] += sizes[a] * (sizes[a] - 1) // 2 if a == b else sizes[a] * sizes[b]
-    p = counts.sum()
-    grad = np.zeros((n, dim))
-    if p == 0:
-        return 0.0, grad
+    return counts
 
-    # Every pair i < j, row by row: distance, and level = rank // 2 (-1 undecided; + FLOORED where
-    # the euclidean floor holds the distance, so it passes no gradient).
-    dist, level = dist_buffer, level_buffer
+
+@numba.njit(cache=True)
+def _pair_distances(cols: np.ndarray, squares: np.ndarray, group: np.ndarray, table: np.ndarray, kind: int,
+                    dist: np.ndarray, level: np.ndarray):
+    """Every pair i < j, row by row, into dist and level: distance, and level = rank // 2 (-1
+    undecided; + FLOORED where the euclidean floor holds the distance, so it passes no gradient).
+    Returns the pair count, the smallest and largest decided distance, their sum, and whether every
+    distance is finite."""
+    dim, n = cols.shape
     low, high = np.inf, -np.inf
     decided_sum = 0.0
     finite = True
@@ -333,14 +338,18 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
                 low, high = min(low, d), max(high, d)
                 decided_sum += d
         start += len(seg)
-    n_all = start
-    if not finite:  # NaN or Inf embeddings, or overflow: no order, and the buckets would be undefined
-        return np.nan, grad
+    return start, low, high, decided_sum, finite
 
-    # Each level's interval [lo, hi]. Edge: the first and last sorted distance of its block. Gap:
-    # margin / 2 inside the boundaries (midpoints of the sorted distances either side of each
-    # edge between consecutive blocks). The lowest present level has nothing before it and the
-    # highest nothing after: -inf and +inf.
+
+@numba.njit(cache=True)
+def _bounds(dist: np.ndarray, level: np.ndarray, counts: np.ndarray, buckets: int, low: float, high: float,
+            decided_sum: float, target: int, margin: float):
+    """Each level's interval [lo, hi] and the distance unit. Edge: the first and last sorted distance
+    of its block. Gap: margin / 2 inside the boundaries (midpoints of the sorted distances either
+    side of each edge between consecutive blocks), in units of the mean decided distance. The
+    lowest present level has nothing before it and the highest nothing after: -inf and +inf."""
+    depth = len(counts) - 1
+    p = counts.sum()
     lo = np.full(depth + 1, -np.inf)
     hi = np.full(depth + 1, np.inf)
     ends = np.cumsum(counts)
@@ -349,8 +358,7 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
     for b in range(len(present) - 1):  # the boundary after level present[b]
         positions[2 * b] = ends[present[b]] - 1
         positions[2 * b + 1] = ends[present[b]]
-    edges = _order_statistics(dist[:n_all], level[:n_all], p, positions, buckets, low, high)
-    # Gap works on distances over their mean (unit = mean decided distance): bounds in that unit.
+    edges = _order_statistics(dist, level, p, positions, buckets, low, high)
     unit = max(decided_sum / p, EPS_MEAN) if target == GAP else 1.0
     for b in range(len(present) - 1):
         if target == GAP:
@@ -360,21 +368,29 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
         else:
             hi[present[b]] = edges[2 * b]
             lo[present[b + 1]] = edges[2 * b + 1]
+    return lo, hi, unit
 
-    # Residuals r_p = relu(d_p - hi) - relu(lo - d_p) (a level's gap interval may be empty: then
-    # both bounds pull); the loss term is their squares' sum. Each pair's distance is replaced by
-    # its weight in the gradient: d loss / d d_p = 2 w_p r_p, over d_p for the euclidean distance
-    # (d d_p / d x_i = (x_i - x_j) / d_p).
-    # Weights: 1 / P per pair (edge), 1 / (levels present x pairs of the level) (gap).
-    weight = np.full(depth + 1, 1.0 / p)
+
+@numba.njit(cache=True)
+def _loss_and_weights(dist: np.ndarray, level: np.ndarray, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                      unit: float, target: int, kind: int) -> float:
+    """The loss; each pair's distance in `dist` is replaced by its weight in the gradient.
+
+    Residuals r_p = relu(d_p - hi) - relu(lo - d_p) (a level's gap interval may be empty: then both
+    bounds pull); the loss term is their squares' sum, weighted 1 / P per pair (edge) or
+    1 / (levels present x pairs of the level) (gap). d loss / d d_p = 2 w_p r_p, over d_p for the
+    euclidean distance (d d_p / d x_i = (x_i - x_j) / d_p). For gap the mean couples every pair:
+    with S = sum_p g_p d~_p, d loss / d d_q = (g_q - S / P) / unit.
+    """
+    p = counts.sum()
+    present = np.flatnonzero(counts)
+    weight = np.full(len(counts), 1.0 / p)
     if target == GAP:
         for c in present:
             weight[c] = 1.0 / (len(present) * counts[c])
-    # First pass: the loss, and for gap S = sum_p g_p d~_p with g_p = d loss / d d~_p, since the
-    # mean couples every pair: d loss / d d_q = (g_q - S / P) / unit.
     total = 0.0
     coupled = 0.0
-    for q in range(n_all):
+    for q in range(len(dist)):
         c = level[q]
         if c < 0:
             continue
@@ -385,8 +401,7 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
         total += weight[c] * (above * above + below * below)
         coupled += 2.0 * weight[c] * (above - below) * d
     shift = coupled / p if target == GAP else 0.0
-    # Second pass: each pair's distance is replaced by its weight in the gradient.
-    for q in range(n_all):
+    for q in range(len(dist)):
         c = level[q]
         valid = c >= 0
         c = c & (FLOORED - 1) if valid else 0
@@ -398,18 +413,44 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
             dist[q] = g
         else:
             dist[q] = g / d if level[q] < FLOORED else 0.0
+    return total
+
+
+@numba.njit(cache=True)
+def _through_normalisation(grad: np.ndarray, cols: np.ndarray, norms: np.ndarray, denom: np.ndarray) -> None:
+    """Back through u = x / max(|x|, eps): project out the radial part where |x| >= eps."""
+    n, dim = grad.shape
+    for i in range(n):
+        radial = 0.0
+        for k in range(dim):
+            radial += grad[i, k] * cols[k, i]
+        if norms[i] < EPS_NORM:
+            radial = 0.0
+        for k in range(dim):
+            grad[i, k] = (grad[i, k] - radial * cols[k, i]) / denom[i]
+
+
+@numba.njit(cache=True)
+def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_buffer: np.ndarray,
+            level_buffer: np.ndarray, buckets: int, target: int, margin: float):
+    """(loss, gradient wrt x) of one batch; the steps are the module docstring's passes."""
+    cols, norms, denom, squares = _columns(x, kind)
+    group, table, sizes = _label_groups(labels)
+    counts = _pairs_per_level(table, sizes, labels.shape[1])
+    grad = np.zeros(x.shape)
+    if counts.sum() == 0:
+        return 0.0, grad
+    n_all, low, high, decided_sum, finite = _pair_distances(cols, squares, group, table, kind, dist_buffer,
+                                                            level_buffer)
+    if not finite:  # NaN or Inf embeddings, or overflow: no order, and the buckets would be undefined
+        return np.nan, grad
+    dist, level = dist_buffer[:n_all], level_buffer[:n_all]
+    lo, hi, unit = _bounds(dist, level, counts, buckets, low, high, decided_sum, target, margin)
+    total = _loss_and_weights(dist, level, counts, lo, hi, unit, target, kind)
     if want_grad:
         _scatter(cols, dist, kind, grad)
         if kind == COSINE:
-            # Back through u = x / max(|x|, eps): project out the radial part where |x| >= eps.
-            for i in range(n):
-                radial = 0.0
-                for k in range(dim):
-                    radial += grad[i, k] * cols[k, i]
-                if norms[i] < EPS_NORM:
-                    radial = 0.0
-                for k in range(dim):
-                    grad[i, k] = (grad[i, k] - radial * cols[k, i]) / denom[i]
+            _through_normalisation(grad, cols, norms, denom)
     return total, grad
 
 
