@@ -86,34 +86,47 @@ def evaluate_embeddings(emb: np.ndarray, labels: np.ndarray, split: np.ndarray, 
     rows = []
     for name in splits:
         mask = split == name
-        xs, ys = x[torch.from_numpy(mask)], y[torch.from_numpy(mask)]
         near_ref = tune_ref if name == tuning else _neighbours(x, y, mask, ref, k_max, chunk_elems)
         near_loo = tune_loo if name == tuning else _neighbours(x, y, mask, mask, k_max, chunk_elems)
-        predicted = torch.full_like(ys, -1)
-        k_pred: list[int | None] = [None] * depth
-        finest = depth - 1
-        for l, level in enumerate(levels):
-            value, reason = silhouette(xs, ys[:, l])
-            rows.append(_row(name, level, "silhouette", Score(value, reason, int((ys[:, l] >= 0).sum()))))
-            score, k, pred = _knn(ys[:, l], near_ref[l], k_ref[l], y_ref[:, l], tuning)
-            rows.append(_row(name, level, "knn_acc", score, k))
-            if pred is not None:
-                predicted[:, l], k_pred[l] = pred, k
-            if l == finest:
-                knn_reason = score.reason
-            score, k, _ = _knn(ys[:, l], near_loo[l], k_loo[l], None, tuning)
-            rows.append(_row(name, level, "knn_acc_loo", score, k))
-            rows.append(_row(name, level, "map_at_r", map_at_r(xs, ys[:, l], chunk_elems)))
-
-        if k_pred[finest] is None:
-            severity = Score(math.nan, f"no kNN prediction at the finest level: {knn_reason}", 0)
-        else:
-            severity = mistake_severity(ys, class_paths(predicted[:, finest], y_ref, finest))
-        rows.append(_row(name, levels[finest], "mistake_severity", severity, k_pred[finest]))
-        rows.append(_row(name, ALL_LEVELS, "spearman", tree_distance_spearman(xs, ys, max_pairs, seed, chunk_elems)))
-        if name == unseen:
-            rows.append(_parent_row(name, levels, ys, predicted, y_ref, k_pred))
+        rows += _split_rows(name, levels, x[torch.from_numpy(mask)], y[torch.from_numpy(mask)], y_ref,
+                            (near_ref, k_ref), (near_loo, k_loo), tuning, name == unseen, max_pairs, seed,
+                            chunk_elems)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _split_rows(name: str, levels: list[str], xs: torch.Tensor, ys: torch.Tensor, y_ref: torch.Tensor,
+                against_ref: tuple, within: tuple, tuning: str, unseen: bool, max_pairs: int, seed: int,
+                chunk_elems: int) -> list[dict]:
+    """Every metric's row for one split: per level, then the finest level's mistake severity, the
+    tree's spearman and (unseen split) parent_acc. `against_ref` and `within` are each (neighbours
+    per level, k per level) for kNN against the reference split and leave-one-out within this one."""
+    (near_ref, k_ref), (near_loo, k_loo) = against_ref, within
+    depth, finest = len(levels), len(levels) - 1
+    rows = []
+    predicted = torch.full_like(ys, -1)
+    k_pred: list[int | None] = [None] * depth
+    for l, level in enumerate(levels):
+        value, reason = silhouette(xs, ys[:, l])
+        rows.append(_row(name, level, "silhouette", Score(value, reason, int((ys[:, l] >= 0).sum()))))
+        score, k, pred = _knn(ys[:, l], near_ref[l], k_ref[l], y_ref[:, l], tuning)
+        rows.append(_row(name, level, "knn_acc", score, k))
+        if pred is not None:
+            predicted[:, l], k_pred[l] = pred, k
+        if l == finest:
+            knn_reason = score.reason
+        score, k, _ = _knn(ys[:, l], near_loo[l], k_loo[l], None, tuning)
+        rows.append(_row(name, level, "knn_acc_loo", score, k))
+        rows.append(_row(name, level, "map_at_r", map_at_r(xs, ys[:, l], chunk_elems)))
+
+    if k_pred[finest] is None:
+        severity = Score(math.nan, f"no kNN prediction at the finest level: {knn_reason}", 0)
+    else:
+        severity = mistake_severity(ys, class_paths(predicted[:, finest], y_ref, finest))
+    rows.append(_row(name, levels[finest], "mistake_severity", severity, k_pred[finest]))
+    rows.append(_row(name, ALL_LEVELS, "spearman", tree_distance_spearman(xs, ys, max_pairs, seed, chunk_elems)))
+    if unseen:
+        rows.append(_parent_row(name, levels, ys, predicted, y_ref, k_pred))
+    return rows
 
 
 def _parent_row(name: str, levels: list[str], ys: torch.Tensor, predicted: torch.Tensor, y_ref: torch.Tensor,
