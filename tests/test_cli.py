@@ -1,6 +1,7 @@
 """The stages through the `rbl` command line, as the workflow calls them."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -135,3 +136,15 @@ def test_sharded_extraction_gathers_to_the_unsharded_result(ingested):
     np.testing.assert_array_equal(np.load(ingested / "gathered.npy"), np.load(ingested / "whole.npy"))
     info = json.loads((ingested / "gathered.json").read_text())
     assert (info["n_clips"], info["computed"], info["shards"]) == (24, 24, 3)
+
+
+def test_progress_bars_in_a_log_file_update_every_30_seconds(tmp_path, monkeypatch):
+    """stderr redirected to a log (Snakemake's jobs): tqdm draws every 30 s, not on every update."""
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    assert main(["normalise", "--features", str(tmp_path / "none.npy"), "--manifest", "m", "--splits", "s",
+                 "--out", str(tmp_path / "o.npz")]) == 2
+    assert os.environ["TQDM_MININTERVAL"] == "30"
+    monkeypatch.setenv("TQDM_MININTERVAL", "5")  # a user's own setting wins
+    main(["normalise", "--features", str(tmp_path / "none.npy"), "--manifest", "m", "--splits", "s",
+          "--out", str(tmp_path / "o.npz")])
+    assert os.environ["TQDM_MININTERVAL"] == "5"

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import math
 import sys
 import typing
@@ -712,6 +713,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="rbl %(levelname)s: %(message)s", stream=sys.stderr)
+    if not sys.stderr.isatty():
+        # A log file (Snakemake's jobs): a progress line every 30 s, not every update (an 8000-epoch
+        # training wrote 1 MB of bars). tqdm reads TQDM_* from the environment; a user's own wins.
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     try:
         args.func(args)
     except InputError as err:
