@@ -41,9 +41,10 @@ from rbl.errors import InputError
 from rbl.summary import average_section, body, read_summary, silhouette_section, split_section
 
 REPO = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"<!-- table:(?P<spec>[^\n]*?) -->\n(?P<content>.*?)<!-- /table -->", re.DOTALL)
-OPEN = re.compile(r"<!-- table:")
-DATASET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Markers count only alone on their line, so prose may quote them.
+BLOCK = re.compile(r"^<!-- table:(?P<spec>[^\n]*?) -->\n(?P<content>.*?)^<!-- /table -->$", re.DOTALL | re.MULTILINE)
+OPEN = re.compile(r"^<!-- table:", re.MULTILINE)
+DATASET = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # as dataset.name in the config schema
 DEPTH = 4  # README: "## Results" > "### <corpus>" > "#### <section>"
 
 
@@ -54,9 +55,9 @@ def parse_spec(spec: str, line: int) -> tuple[str, str, list[str]]:
     if len(words) < 2 or words[1] not in arity or len(words) != 2 + arity[words[1]]:
         raise InputError(f"README.md, line {line}: marker 'table:{spec}' is not 'table:DATASET KIND', "
                          "KIND one of: silhouette, summary, average SPLIT, split SPLIT")
-    if not DATASET.fullmatch(words[0]) or words[0] in (".", ".."):
-        raise InputError(f"README.md, line {line}: dataset name {words[0]!r} must be letters, digits, "
-                         "'_', '-' or '.', as the folder under results/")
+    if not DATASET.fullmatch(words[0]):
+        raise InputError(f"README.md, line {line}: dataset name {words[0]!r} must be a dataset.name "
+                         "(letters, digits, '_', '.', '-', not first '.' or '-'), the folder under results/")
     return words[0], words[1], words[2:]
 
 

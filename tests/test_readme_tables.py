@@ -34,7 +34,8 @@ def _setup(tmp_path, readme_text):
 
 
 def test_stale_table_is_reported_and_rewritten(tmp_path, capsys):
-    text = "intro\n\n<!-- table:demo silhouette -->\n| old | table |\n<!-- /table -->\n\nafter\n"
+    text = ("intro, quoting `<!-- table:demo bogus -->` and `<!-- /table -->`\n\n<!-- table:demo silhouette -->\n"
+            "| old | table |\n<!-- /table -->\n\nafter\n")
     readme, tables = _setup(tmp_path, text)
     args = ["--readme", str(readme), "--tables", str(tables)]
     assert readme_tables.main(args + ["--check"]) == 1
@@ -43,7 +44,7 @@ def test_stale_table_is_reported_and_rewritten(tmp_path, capsys):
     assert readme.read_text() == text  # --check changes nothing
     assert readme_tables.main(args) == 0
     rewritten = readme.read_text()
-    assert rewritten.startswith("intro\n\n<!-- table:demo silhouette -->\n\n| experiment | seeds | val family |")
+    assert rewritten.startswith(text.split("| old")[0] + "\n| experiment | seeds | val family |")
     assert rewritten.endswith("|\n\n<!-- /table -->\n\nafter\n")
     # The InitEmb row, value by value from summary.csv (one seed: no std, no change).
     table = read_summary(tables / "demo/summary.csv")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from rbl.experiment import TrainSettings
 from rbl.model import embedding_size
-from rbl.summary import collapse_markdown, collapsed_runs, long_table, markdown, read_summary, summarise
+from rbl.summary import (collapse_markdown, collapsed_runs, long_table, markdown, read_summary,
+                         summarise)
 from rbl.train import fit, spread
 
 REPO = Path(__file__).resolve().parents[1]

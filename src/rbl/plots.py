@@ -92,10 +92,10 @@ def _scatter(ax, xs: np.ndarray, ys: np.ndarray, coarse: np.ndarray, fine: np.nd
     for (c, f), m in marker.items():
         at = (coarse == c) & (fine == f)
         ax.scatter(xs[at], ys[at], s=14, color=colour[c], marker=m, alpha=0.75, linewidths=0)
-    for c in colour:
+    for c, rgb in colour.items():
         at = (coarse == c) & (fine < 0)
         if at.any():
-            ax.scatter(xs[at], ys[at], s=10, color=colour[c], marker=".", alpha=0.6)
+            ax.scatter(xs[at], ys[at], s=10, color=rgb, marker=".", alpha=0.6)
     if (coarse < 0).any():
         ax.scatter(xs[coarse < 0], ys[coarse < 0], s=8, color="0.6", marker=".")
 
@@ -106,11 +106,11 @@ def _key_blocks(coarse: np.ndarray, fine: np.ndarray, colour: dict, marker: dict
     taxonomy) and a handle per fine class under it; unlabelled points last."""
     one_level = len(level_names) == 1
     blocks = []
-    for c in colour:
-        handles = [Line2D([], [], color=colour[c], marker=m, linestyle="", label=names[-1][f])
+    for c, rgb in colour.items():
+        handles = [Line2D([], [], color=rgb, marker=m, linestyle="", label=names[-1][f])
                    for (cc, f), m in marker.items() if cc == c]
         if ((coarse == c) & (fine < 0)).any():
-            handles.append(Line2D([], [], color=colour[c], marker=".", linestyle="",
+            handles.append(Line2D([], [], color=rgb, marker=".", linestyle="",
                                   label=f"({level_names[-1]} unknown)"))
         blocks.append((None if one_level else names[0][c], handles))
     if one_level:  # one block: the classes themselves
