@@ -5,10 +5,12 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from rbl.errors import InputError
-from rbl.summary import read_summary
+from rbl.summary import kept_epochs, read_summary
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("readme_tables", REPO / "scripts/readme_tables.py")
@@ -22,6 +24,7 @@ def test_committed_readme_matches_the_committed_summaries(capsys):
     cited = readme_tables.datasets(readme)
     assert set(cited) == {"instruments", "speech", "demo", "tut2016"}
     assert all((REPO / "docs/results" / d / "summary.csv").is_file() for d in cited)
+    assert readme_tables.datasets_with_epochs(readme) == ["tut2016"]
 
 
 def _setup(tmp_path, readme_text):
@@ -78,6 +81,44 @@ def test_from_results_copies_the_cited_summaries(tmp_path):
     assert "##### val: all levels" in text and "| RbL | 3 | 0.178 ± 0.003 (+0.150) |" in text
 
 
+def _history(scores):
+    return pd.DataFrame({"epoch": range(len(scores)), "loss": np.nan, "val_silhouette": scores, "spread": 1.0})
+
+
+def test_kept_epoch_is_the_first_best_validation_epoch():
+    table = kept_epochs({("RbL", 1): _history([0.1, 0.3, 0.3, 0.2]), ("RbL", 0): _history([np.nan, 0.2, 0.1]),
+                         ("QuadL", 0): _history([np.nan, np.nan])})
+    assert table.to_dict("records") == [{"experiment": "QuadL", "seed": 0, "epoch": -1},
+                                        {"experiment": "RbL", "seed": 0, "epoch": 1},
+                                        {"experiment": "RbL", "seed": 1, "epoch": 1}]
+
+
+def test_from_results_writes_the_kept_epochs_of_every_run(tmp_path):
+    readme, tables = _setup(tmp_path, "<!-- table:demo average val epochs -->\n<!-- /table -->\n")
+    results = tmp_path / "results"
+    (results / "demo").mkdir(parents=True)
+    shutil.copy(tables / "demo/summary.csv", results / "demo/summary.csv")
+    rng = np.random.default_rng(0)
+    best = {}
+    for experiment in ("QuadL", "RbL", "RbL_unc", "RbL_RdmHierarchy"):
+        for seed in range(3):
+            scores = rng.random(40)
+            best[(experiment, seed)] = int(np.argmax(scores))
+            folder = results / "demo/models" / experiment / f"seed{seed}"
+            folder.mkdir(parents=True)
+            _history(scores).to_csv(folder / "history.csv", index=False)
+    args = ["--readme", str(readme), "--tables", str(tables)]
+    assert readme_tables.main(args + ["--from-results", str(results)]) == 0
+    text = readme.read_text()
+    assert "| experiment | seeds | family silhouette | sound silhouette | average | kept epoch per seed |" in text
+    assert "| InitEmb | 1 | 0.440 | 0.769 | 0.605 | - |" in text  # no training, no epochs
+    row = next(line for line in text.splitlines() if line.startswith("| RbL | "))
+    assert row.endswith(" | " + ", ".join(str(best[("RbL", s)]) for s in range(3)) + " |")
+    assert readme_tables.main(args + ["--check"]) == 0  # the copied files render the same again
+    (tables / "demo/kept_epochs.csv").unlink()
+    assert readme_tables.main(args + ["--check"]) == 2  # the marker needs the file
+
+
 @pytest.mark.parametrize("text, message", [
     ("<!-- table:demo -->\n<!-- /table -->\n", "line 1: marker 'table:demo' is not 'table:DATASET KIND'"),
     ("x\n<!-- table:demo split -->\n<!-- /table -->\n", "line 2: marker"),
@@ -85,6 +126,8 @@ def test_from_results_copies_the_cited_summaries(tmp_path):
     ("a\n\n<!-- table:demo silhouette -->\n| t |\n", "line 3: table marker without its '<!-- /table -->'"),
     ("<!-- table:demo split train -->\n<!-- /table -->\n", "no split 'train' in the summary table"),
     ("<!-- table:missing silhouette -->\n<!-- /table -->\n", "missing/summary.csv: no such file"),
+    ("<!-- table:demo average val epoch -->\n<!-- /table -->\n", "KIND one of"),
+    ("<!-- table:demo average val epochs -->\n<!-- /table -->\n", "demo/kept_epochs.csv: no such file"),
 ])
 def test_bad_markers_and_missing_tables_are_named(tmp_path, capsys, text, message):
     readme, tables = _setup(tmp_path, text)

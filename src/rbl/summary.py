@@ -56,6 +56,17 @@ def collapsed_runs(histories: dict[str, pd.DataFrame], threshold: float) -> pd.D
     return pd.DataFrame(rows, columns=["run", "first_epoch", "lowest_spread", "kept_epoch", "kept_spread"])
 
 
+def kept_epochs(histories: dict[tuple[str, int], pd.DataFrame]) -> pd.DataFrame:
+    """The epoch of each run's kept checkpoint, from its history.csv: the first epoch with the
+    highest validation silhouette (training replaces the kept model only on a strict improvement).
+    Keys (experiment, seed); rows experiment, seed, epoch (-1: no validation silhouette at all)."""
+    rows = [{"experiment": experiment, "seed": seed,
+             "epoch": int(h.loc[h["val_silhouette"].idxmax(), "epoch"]) if h["val_silhouette"].notna().any() else -1}
+            for (experiment, seed), h in histories.items()]
+    return pd.DataFrame(rows, columns=["experiment", "seed", "epoch"]).sort_values(["experiment", "seed"],
+                                                                                   ignore_index=True)
+
+
 def collapse_markdown(collapsed: pd.DataFrame, runs: int, threshold: float) -> str:
     """The summary's note on collapse: which runs' embeddings collapsed, or that none did."""
     lines = ["## Collapse", ""]
@@ -118,17 +129,19 @@ def split_section(table: pd.DataFrame, split: str, depth: int = 2) -> list[str]:
     return lines
 
 
-def average_section(table: pd.DataFrame, split: str) -> list[str]:
+def average_section(table: pd.DataFrame, split: str, epochs: pd.DataFrame | None = None) -> list[str]:
     """The authors' model-selection criterion for one split: the silhouette per level (mean ± std
     over seeds) and their average (the mean of the level means; the seed std of the average needs
-    per-seed values, which summary.csv does not hold)."""
+    per-seed values, which summary.csv does not hold). With `epochs` (as `kept_epochs` returns), a
+    last column lists each seed's kept epoch ('-' for an experiment without training)."""
     part = table[(table["split"] == split) & (table["metric"] == "silhouette")]
     if not len(part):
         raise InputError(f"no silhouette rows for split {split!r} in the summary table "
                          f"(splits present: {', '.join(dict.fromkeys(table['split']))})")
     levels = list(dict.fromkeys(part["level"]))
-    lines = ["| experiment | seeds | " + " | ".join(f"{level} silhouette" for level in levels) + " | average |",
-             "|---|---|" + "---|" * (len(levels) + 1)]
+    extra = [] if epochs is None else ["kept epoch per seed"]
+    lines = ["| experiment | seeds | " + " | ".join([f"{level} silhouette" for level in levels] + ["average"] + extra)
+             + " |", "|---|---|" + "---|" * (len(levels) + 1 + len(extra))]
     for experiment, rows in part.groupby("experiment", sort=False):
         by_level = rows.set_index("level")
         cells = []
@@ -141,7 +154,11 @@ def average_section(table: pd.DataFrame, split: str) -> list[str]:
         means = by_level["mean"].reindex(levels).to_numpy(dtype=float)
         average = "n/a" if np.isnan(means).any() else f"{means.mean():.3f}"
         seeds = int(rows["n_seeds"].max())
-        lines.append(f"| {experiment} | {seeds} | " + " | ".join(cells) + f" | {average} |")
+        cells.append(average)
+        if epochs is not None:
+            kept = epochs[epochs["experiment"] == experiment].sort_values("seed")["epoch"]
+            cells.append(", ".join(str(int(e)) for e in kept) if len(kept) else "-")
+        lines.append(f"| {experiment} | {seeds} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -195,4 +212,23 @@ def read_summary(path: str | Path) -> pd.DataFrame:
             raise InputError(f"{path}, line {line}: column {column} holds {table[column][bad].iloc[0]!r}, "
                              "not a number")
         table[column] = values
+    return table
+
+
+def read_kept_epochs(path: str | Path) -> pd.DataFrame:
+    """A kept_epochs.csv (experiment, seed, epoch: `kept_epochs` written out), checked."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype={"experiment": str})
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; write it from a run's training histories with "
+                         "scripts/readme_tables.py --from-results results") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable CSV ({error})") from None
+    missing = [c for c in ("experiment", "seed", "epoch") if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected experiment, seed, epoch")
+    for column in ("seed", "epoch"):
+        if not pd.api.types.is_integer_dtype(table[column]):
+            raise InputError(f"{path}: column {column} must hold whole numbers")
     return table
