@@ -28,27 +28,65 @@ def _legend_texts(fig: Figure) -> list[str]:
 def test_plot_embeddings(tmp_path, dim, projection):
     emb, labels = _embeddings(dim)
     fig = plot_embeddings(emb, labels, NAMES, LEVELS, "RbL seed 0, test_seen", max_points=100)
-    assert isinstance(fig, Figure) and len(fig.axes) == 1
-    ax = fig.axes[0]
-    assert ax.name == projection
+    assert isinstance(fig, Figure) and len(fig.axes) == 2  # the scatter and the key panel
+    ax, key = fig.axes
+    assert ax.name == projection and not key.axison
     assert "RbL seed 0, test_seen" in ax.get_title() and "100 of 120 points" in ax.get_title()
     assert ax.get_xlabel() and ax.get_ylabel()
     if dim != 3:
         assert ax.get_xlabel().startswith("PC1")
-    texts = _legend_texts(fig)
-    assert {"brass / horn", "brass / trumpet", "strings / violin", "strings / cello"} <= set(texts)
-    assert "unlabelled" in texts
+    texts = [t for t in _legend_texts(fig) if t]
+    # Each family's heading, then its instruments; points of unknown instrument; unlabelled last.
+    assert texts == ["brass", "horn", "trumpet", "(instrument unknown)", "strings", "violin", "cello",
+                     "(instrument unknown)", "unlabelled"]
     fig.savefig(tmp_path / "emb.png")
     assert (tmp_path / "emb.png").stat().st_size > 0
 
 
-def test_plot_embeddings_many_fine_classes_legend_names_families():
-    rng = np.random.default_rng(1)
-    fine = np.arange(200) % 50
-    labels = np.stack([fine // 10, fine], axis=1)
-    names = [[f"f{i}" for i in range(5)], [f"c{i}" for i in range(50)]]
-    fig = plot_embeddings(rng.normal(size=(200, 3)), labels, names, LEVELS, "many")
-    assert _legend_texts(fig) == names[0]
+def test_plot_embeddings_one_level_lists_the_classes():
+    rng = np.random.default_rng(2)
+    labels = (np.arange(40) % 3)[:, None]
+    fig = plot_embeddings(rng.normal(size=(40, 8)), labels, [["a", "b", "c"]], ["scene"], "one level")
+    assert [t for t in _legend_texts(fig) if t] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("dim", [3, 64])
+def test_plot_embeddings_key_names_all_70_classes_readably(tmp_path, dim):
+    """The instruments corpus: 10 families x 7 instruments. Every instrument is in the key, under
+    its family's heading (same column, in the family's colour, a marker of its own within the
+    family), in text no smaller than 8 pt, and the key overlaps neither the scatter nor the edge."""
+    rng = np.random.default_rng(3)
+    fine = np.arange(1400) % 70
+    labels = np.stack([fine // 7, fine], axis=1)
+    families = [f"family {i}" for i in range(10)]
+    instruments = [f"instrument {i} of family {i // 7}" for i in range(70)]
+    emb = rng.normal(size=(70, dim))[fine] + 0.2 * rng.normal(size=(1400, dim))
+    fig = plot_embeddings(emb, labels, [families, instruments], LEVELS, "seventy")
+    fig.savefig(tmp_path / "emb70.png")
+    fig.canvas.draw()  # at the figure's own dpi: the positions below are final
+    ax, key = fig.axes
+    legend = key.get_legend()
+    texts = {t.get_text(): t for t in legend.get_texts() if t.get_text()}
+    handles = {h.get_label(): h for h in legend.legend_handles if h.get_label()}
+    assert sorted(texts) == sorted(families + instruments)
+    renderer = fig.canvas.get_renderer()
+    figure_box = fig.bbox
+    scatter_box = ax.get_window_extent(renderer)
+    for family_code, family in enumerate(families):
+        heading = texts[family]
+        assert heading.get_fontweight() == "bold"
+        colour = heading.get_color()
+        members = [instruments[i] for i in range(70) if i // 7 == family_code]
+        assert len({handles[m].get_marker() for m in members}) == 7
+        column = heading.get_window_extent(renderer)
+        for member in members:
+            assert handles[member].get_color() == colour
+            box = texts[member].get_window_extent(renderer)
+            assert abs(box.x0 - column.x0) < 1 and box.y1 <= column.y0 + 1  # below its heading
+    for text in texts.values():
+        assert text.get_fontsize() >= 8
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= scatter_box.x1 and box.x1 <= figure_box.x1 and box.y0 >= 0 and box.y1 <= figure_box.y1
 
 
 def test_plot_training_curves(tmp_path):

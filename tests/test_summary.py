@@ -12,7 +12,8 @@ from pathlib import Path
 
 from rbl.experiment import TrainSettings
 from rbl.model import embedding_size
-from rbl.summary import collapse_markdown, collapsed_runs, long_table, markdown, summarise
+from rbl.summary import (collapse_markdown, collapsed_runs, long_table, markdown, read_summary,
+                         summarise)
 from rbl.train import fit, spread
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +47,34 @@ def test_summary_markdown_starts_with_the_silhouette_table():
     head = text.split("## Silhouette")[1].split("##")[0]
     assert "| experiment | seeds | test_seen family | test_seen sound | test_unseen family | test_unseen sound |" in head
     assert "| RbL | 2 | 0.150 ± 0.071 (+0.150) | 0.200 ± 0.000 (+0.000) |" in head
+
+
+def test_summary_markdown_has_one_table_per_split_and_level(tmp_path):
+    metrics = {"family": ["silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "parent_acc"],
+               "instrument": ["silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "mistake_severity"],
+               "all": ["spearman"]}
+    results = [{"dataset": "d", "experiment": exp, "seed": seed, "extractor": "logmel",
+                "metrics": [{"split": split, "level": level, "metric": metric, "value": 0.5 + 0.1 * seed,
+                             "reason": ""} for split in ("val", "test_unseen")
+                            for level, names in metrics.items() for metric in names]}
+               for exp, seeds in (("InitEmb", [0]), ("RbL", [1, 2])) for seed in seeds]
+    table = summarise(long_table(results))
+    text = markdown(table, "t")
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    assert headings == ["# t", "## Silhouette", "## val", "### val: family", "### val: instrument",
+                        "### val: all levels", "## test_unseen", "### test_unseen: family",
+                        "### test_unseen: instrument", "### test_unseen: all levels"]
+    sections = text.split("### ")
+    family = next(s for s in sections if s.startswith("test_unseen: family"))
+    assert "| experiment | seeds | silhouette | knn_acc | knn_acc_loo | map_at_r | parent_acc |" in family
+    assert "| RbL | 2 | 0.650 ± 0.071 (+0.150) | 0.650 ± 0.071 (+0.150) |" in family
+    assert "| experiment | seeds | spearman |\n|---|---|---|\n| InitEmb | 1 | 0.500 |" in text
+    # No table is wider than the experiment, the seeds and one level's metrics (or the headline).
+    widths = [line.count("|") - 1 for line in text.splitlines() if line.startswith("| experiment")]
+    assert max(widths[1:]) == 2 + 5 and widths[0] == 2 + 2 * 2
+    # summary.csv read back renders the same text.
+    table.to_csv(tmp_path / "summary.csv", index=False)
+    assert markdown(read_summary(tmp_path / "summary.csv"), "t") == text
 
 
 @pytest.mark.parametrize("leaves, size", [(1, 8), (9, 8), (16, 8), (17, 16), (32, 16), (36, 32), (64, 32),

@@ -20,7 +20,6 @@ from matplotlib.lines import Line2D  # noqa: E402
 MARKERS = "osD^v<>PX*hp8"
 METRIC_ORDER = ["silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "parent_acc", "spearman", "mistake_severity"]
 LOWER_IS_BETTER = {"mistake_severity"}
-MAX_FINE_LEGEND = 40  # above this many fine classes the legend names coarse classes only
 
 
 def _colours(n: int) -> list:
@@ -44,73 +43,151 @@ def _sphere_coordinates(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lon, lat
 
 
-def plot_embeddings(emb: np.ndarray, labels: np.ndarray, names: list[list[str]], level_names: list[str],
-                    title: str, max_points: int = 5000, seed: int = 0) -> Figure:
-    """Scatter of one split's embeddings, coloured by coarse class and marked by fine class.
+KEY_ROWS = 32  # rows of the class key per column before another column starts
+KEY_FONT = 8.0  # points; the key's text size whatever the number of classes
 
-    3-d outputs (the paper's model ends in L2 normalisation) are shown on the sphere in an equal-area
-    Mollweide map; other sizes as a 2-d PCA projection. `labels` (N, L) codes (-1 unknown, drawn grey),
-    `names[l][code]` the display name of a class at level l. At most `max_points`, drawn at random.
-    """
-    emb, labels = np.asarray(emb, dtype=float), np.asarray(labels)
-    shown = len(emb)
-    if len(emb) > max_points:
-        keep = np.sort(np.random.default_rng(seed).choice(len(emb), max_points, replace=False))
-        emb, labels = emb[keep], labels[keep]
-    coarse, fine = labels[:, 0], labels[:, -1]
-    fig = plt.figure(figsize=(11, 6.5))
+
+def _subsample(emb: np.ndarray, labels: np.ndarray, max_points: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most `max_points` rows, drawn at random (reproducibly), in their original order."""
+    if len(emb) <= max_points:
+        return emb, labels
+    keep = np.sort(np.random.default_rng(seed).choice(len(emb), max_points, replace=False))
+    return emb[keep], labels[keep]
+
+
+def _project(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """2-d coordinates of the embeddings and how to label them: 3-d outputs (the paper's model ends
+    in L2 normalisation) as longitude/latitude for a Mollweide map, other sizes by PCA."""
     if emb.shape[1] == 3:
-        ax = fig.add_subplot(1, 1, 1, projection="mollweide")
         unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         xs, ys = _sphere_coordinates(unit)
-        ax.set_xlabel("longitude (mean direction at the centre)")
-        ax.set_ylabel("latitude")
-        ax.grid(True, alpha=0.3)
-        projection = "unit sphere, equal-area (Mollweide) map"
-    else:
-        ax = fig.add_subplot(1, 1, 1)
-        centred = emb - emb.mean(axis=0)
-        if centred.shape[1] < 2:
-            centred = np.column_stack([centred, np.zeros((len(centred), 2 - centred.shape[1]))])
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        xs, ys = (centred @ vt[:2].T).T
-        share = s[:2] ** 2 / max(float((s ** 2).sum()), 1e-12)
-        ax.set_xlabel(f"PC1 ({share[0]:.0%} of variance)")
-        ax.set_ylabel(f"PC2 ({share[1]:.0%} of variance)")
-        projection = f"PCA of {emb.shape[1]}-d embeddings"
+        return xs, ys, {"projection": "mollweide", "xlabel": "longitude (mean direction at the centre)",
+                        "ylabel": "latitude", "name": "unit sphere, equal-area (Mollweide) map"}
+    centred = emb - emb.mean(axis=0)
+    if centred.shape[1] < 2:
+        centred = np.column_stack([centred, np.zeros((len(centred), 2 - centred.shape[1]))])
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    xs, ys = (centred @ vt[:2].T).T
+    share = s[:2] ** 2 / max(float((s ** 2).sum()), 1e-12)
+    return xs, ys, {"projection": None, "xlabel": f"PC1 ({share[0]:.0%} of variance)",
+                    "ylabel": f"PC2 ({share[1]:.0%} of variance)", "name": f"PCA of {emb.shape[1]}-d embeddings"}
+
+
+def _styles(coarse: np.ndarray, fine: np.ndarray) -> tuple[dict, dict]:
+    """A colour per coarse class and a marker per fine class, distinct among the fine classes of
+    one parent (the colour tells the parents apart): {coarse: colour}, {(coarse, fine): marker}."""
     coarse_codes = sorted(set(coarse[coarse >= 0].tolist()))
     colour = dict(zip(coarse_codes, _colours(len(coarse_codes))))
-    # Markers tell apart the fine classes under one parent (colour tells the parent).
     marker = {}
     for c in coarse_codes:
         for i, f in enumerate(sorted(set(fine[(coarse == c) & (fine >= 0)].tolist()))):
             marker[(c, f)] = MARKERS[i % len(MARKERS)]
-    handles = []
+    return colour, marker
+
+
+def _scatter(ax, xs: np.ndarray, ys: np.ndarray, coarse: np.ndarray, fine: np.ndarray, colour: dict,
+             marker: dict) -> None:
+    """Every point in its style: known fine classes, then known coarse with unknown fine ('.' in
+    the parent's colour), then unlabelled points (grey)."""
     for (c, f), m in marker.items():
         at = (coarse == c) & (fine == f)
         ax.scatter(xs[at], ys[at], s=14, color=colour[c], marker=m, alpha=0.75, linewidths=0)
-        label = names[0][c] if len(level_names) == 1 else f"{names[0][c]} / {names[-1][f]}"
-        handles.append(Line2D([], [], color=colour[c], marker=m, linestyle="", label=label))
-    for c in coarse_codes:  # known coarse, unknown fine
+    for c, rgb in colour.items():
         at = (coarse == c) & (fine < 0)
         if at.any():
-            ax.scatter(xs[at], ys[at], s=10, color=colour[c], marker=".", alpha=0.6)
-            handles.append(Line2D([], [], color=colour[c], marker=".", linestyle="",
-                                  label=f"{names[0][c]} / ({level_names[-1]} unknown)"))
+            ax.scatter(xs[at], ys[at], s=10, color=rgb, marker=".", alpha=0.6)
     if (coarse < 0).any():
         ax.scatter(xs[coarse < 0], ys[coarse < 0], s=8, color="0.6", marker=".")
-        handles.append(Line2D([], [], color="0.6", marker=".", linestyle="", label="unlabelled"))
-    if len(marker) > MAX_FINE_LEGEND:
-        handles = [Line2D([], [], color=colour[c], marker="o", linestyle="", label=names[0][c]) for c in coarse_codes]
-        legend_title = f"{level_names[0]} (markers: {level_names[-1]})"
-    else:
-        legend_title = level_names[0] if len(level_names) == 1 else f"{level_names[0]} / {level_names[-1]}"
-    ax.legend(handles=handles, title=legend_title, loc="center left", bbox_to_anchor=(1.02, 0.5),
-              fontsize="small", ncol=1 if len(handles) <= 20 else 2, frameon=False)
+
+
+def _key_blocks(coarse: np.ndarray, fine: np.ndarray, colour: dict, marker: dict, names: list[list[str]],
+                level_names: list[str]) -> list[tuple[str | None, list[Line2D]]]:
+    """The class key as blocks: per coarse class its name (the block's heading, None for a one-level
+    taxonomy) and a handle per fine class under it; unlabelled points last."""
+    one_level = len(level_names) == 1
+    blocks = []
+    for c, rgb in colour.items():
+        handles = [Line2D([], [], color=rgb, marker=m, linestyle="", label=names[-1][f])
+                   for (cc, f), m in marker.items() if cc == c]
+        if ((coarse == c) & (fine < 0)).any():
+            handles.append(Line2D([], [], color=rgb, marker=".", linestyle="",
+                                  label=f"({level_names[-1]} unknown)"))
+        blocks.append((None if one_level else names[0][c], handles))
+    if one_level:  # one block: the classes themselves
+        blocks = [(None, [h for _, hs in blocks for h in hs])]
+    if (coarse < 0).any():
+        blocks.append((None, [Line2D([], [], color="0.6", marker=".", linestyle="", label="unlabelled")]))
+    return blocks
+
+
+def _key_columns(blocks: list[tuple[str | None, list[Line2D]]], rows: int) -> list[list[tuple[Line2D, str]]]:
+    """Blocks packed into columns of at most `rows` entries (a block longer than that gets a column
+    of its own, continued in the next), never split otherwise; entries are (handle, 'heading' |
+    'entry')."""
+    columns: list[list[tuple[Line2D, str]]] = [[]]
+    for heading, handles in blocks:
+        entries = ([(Line2D([], [], linestyle="", label=heading), "heading")] if heading is not None else [])
+        entries += [(h, "entry") for h in handles]
+        if columns[-1] and len(columns[-1]) + len(entries) > rows:
+            columns.append([])
+        while len(entries) > rows:  # a block longer than a column
+            columns[-1].extend(entries[:rows])
+            entries = entries[rows:]
+            columns.append([])
+        columns[-1].extend(entries)
+    return [c for c in columns if c]
+
+
+def _draw_key(ax, columns: list[list[tuple[Line2D, str]]], colour_of: dict[str, tuple], title: str) -> None:
+    """The key as one legend on its own (axis-less) panel: columns side by side, each coarse
+    heading in bold in its colour above its fine classes."""
+    height = max(len(c) for c in columns)
+    blank = Line2D([], [], linestyle="", label="")
+    # A legend fills its columns top to bottom in order, so pad each column to the same height.
+    entries = [e for column in columns for e in column + [(blank, "pad")] * (height - len(column))]
+    legend = ax.legend(handles=[h for h, _ in entries], title=title, loc="upper left", ncol=len(columns),
+                       fontsize=KEY_FONT, title_fontsize=KEY_FONT + 1, frameon=False, handletextpad=0.3,
+                       columnspacing=1.2, borderaxespad=0.0, handlelength=1.2, alignment="left")
+    for text, (_, kind) in zip(legend.get_texts(), entries):
+        if kind == "heading":
+            text.set_fontweight("bold")
+            text.set_color(colour_of.get(text.get_text(), "black"))
+    ax.set_axis_off()
+
+
+def plot_embeddings(emb: np.ndarray, labels: np.ndarray, names: list[list[str]], level_names: list[str],
+                    title: str, max_points: int = 5000, seed: int = 0) -> Figure:
+    """Scatter of one split's embeddings, coloured by coarse class and marked by fine class, with a
+    key panel that lists every fine class under its coarse class (readable for 70 classes and more).
+
+    3-d outputs are shown on the sphere in an equal-area Mollweide map; other sizes as a 2-d PCA
+    projection. `labels` (N, L) codes (-1 unknown, drawn grey), `names[l][code]` the display name
+    of a class at level l. At most `max_points`, drawn at random.
+    """
+    emb, labels = np.asarray(emb, dtype=float), np.asarray(labels)
+    shown = len(emb)
+    emb, labels = _subsample(emb, labels, max_points, seed)
+    coarse, fine = labels[:, 0], labels[:, -1]
+    xs, ys, axes_info = _project(emb)
+    colour, marker = _styles(coarse, fine)
+    columns = _key_columns(_key_blocks(coarse, fine, colour, marker, names, level_names), KEY_ROWS)
+    # The key's width from its longest name per column (about 0.52 em per character) and its markers.
+    widths = [0.45 + 0.52 * KEY_FONT / 72 * max(len(h.get_label()) for h, _ in column) for column in columns]
+    key_width = sum(widths) + 0.2 * len(columns)
+    rows = max(len(c) for c in columns)
+    fig = plt.figure(figsize=(7.5 + key_width, max(6.5, 1.6 + rows * KEY_FONT * 1.45 / 72)), layout="constrained")
+    grid = fig.add_gridspec(1, 2, width_ratios=[7.5, key_width])
+    ax = fig.add_subplot(grid[0, 0], projection=axes_info["projection"])
+    _scatter(ax, xs, ys, coarse, fine, colour, marker)
+    ax.set_xlabel(axes_info["xlabel"])
+    ax.set_ylabel(axes_info["ylabel"])
+    if axes_info["projection"] == "mollweide":
+        ax.grid(True, alpha=0.3)
     sample = f", {len(emb)} of {shown} points" if shown > len(emb) else f", {shown} points"
-    ax.set_title(f"{title}\n{projection}{sample}; colour: {level_names[0]}, marker: {level_names[-1]}",
+    ax.set_title(f"{title}\n{axes_info['name']}{sample}; colour: {level_names[0]}, marker: {level_names[-1]}",
                  fontsize="medium")
-    fig.tight_layout()
+    key_title = level_names[0] if len(level_names) == 1 else f"{level_names[0]}: {level_names[-1]}"
+    _draw_key(fig.add_subplot(grid[0, 1]), columns, {names[0][c]: colour[c] for c in colour}, key_title)
     return fig
 
 
