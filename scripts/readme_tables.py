@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rbl.atomic import write_bytes, write_text
+from rbl.atomic import write_text
 from rbl.errors import InputError
 from rbl.summary import (average_section, body, kept_epochs, read_kept_epochs, read_summary,
                          silhouette_section, split_section)
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 source = args.from_results / dataset / "summary.csv"
                 read_summary(source)  # refuse a broken table before it replaces a good one
                 (args.tables / dataset).mkdir(parents=True, exist_ok=True)
-                write_bytes(args.tables / dataset / "summary.csv", source.read_bytes())
+                write_text(args.tables / dataset / "summary.csv", source.read_text(encoding="utf-8"))
             for dataset in datasets_with_epochs(readme):
                 epochs = epochs_of_run(args.from_results / dataset)
                 write_text(args.tables / dataset / "kept_epochs.csv", epochs.to_csv(index=False))
