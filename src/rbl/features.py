@@ -204,13 +204,15 @@ def check_npy(path: str) -> tuple[tuple[int, ...], np.dtype]:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
             offset = handle.tell()
         size = os.path.getsize(path)
+    except InputError:
+        raise
     except (ValueError, OSError, EOFError, SyntaxError) as err:
         raise InputError(f"{path}: not a readable .npy array ({err})") from None
     if dtype.hasobject:
         raise InputError(f"{path}: not a readable .npy array (it holds Python objects, which need allow_pickle "
                          "to load and can run code: never done here); save numbers with numpy.save")
     if dtype.kind not in "fiu":
-        raise InputError(f"{path}: holds {dtype} values, not numbers; recompute this clip")
+        raise InputError(f"{path}: holds {dtype} values, not real numbers; recompute this clip")
     if len(shape) != 1:
         raise InputError(f"{path}: holds an array of shape {shape}, where each clip needs one feature vector of "
                          "shape (D,); pool frame-level features over the clip (or save vec.reshape(-1) if it "
