@@ -17,18 +17,35 @@ import soundfile as sf
 from rbl import audio, features
 from rbl.errors import InputError
 from rbl.features import check_npy, load_precomputed
-from test_bad_input import (  # noqa: F401 - fixtures io, dataset, cache are used by name
+from test_bad_input import (
     RATE,
+    Output,
     _precomputed,
     _precomputed_pipeline,
     add_clip,
-    cache,
-    dataset,
     extract,
     ingest,
-    io,
     tone,
+    write_dataset,
 )
+
+
+@pytest.fixture
+def io(capsys, caplog) -> Output:
+    caplog.set_level("INFO", logger="rbl")
+    return Output(capsys, caplog)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One feature cache for the module: the good clips are computed once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """test_bad_input's small dataset: 2 families x 2 kinds, 6 tones each."""
+    return write_dataset(tmp_path / "data")
 
 
 def one_hertz_wav() -> bytes:

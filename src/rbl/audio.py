@@ -26,7 +26,8 @@ _WAV_SIZE_UNKNOWN = (0, 0xFFFFFFFF)  # streaming writers leave the data size uns
 # Lowest usable sample rate: its Nyquist frequency must exceed the lowest mel band edge.
 MIN_RATE = int(2 * MEL_LOW_HZ)
 # Decoded samples per block read from a file (at its own rate and channels): 4 MiB, 1 M float32
-# values. Blocks bound decoding memory whatever the file's length; larger blocks are no faster.
+# values. Blocks bound decoding memory whatever the file's length; a clip of 10 s at 48 kHz stereo
+# is still one block, read and resampled in one call as before.
 BLOCK_BYTES = 4 * 2**20
 
 

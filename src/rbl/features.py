@@ -15,9 +15,10 @@ clip frames (`frame_pieces`); pieces are pooled into their clip with running sum
 Short clips are one piece each and go through the frontend and CNN many at a time; memory is
 bounded by the pieces held, not by any clip's length (benchmarks/extract_memory.py).
 
-A clip that cannot be decoded (or whose decoding or features run out of memory) stops extraction with a message naming the file (`on_error="stop"`,
-the default), or with `on_error="skip"` is left out: its row of the feature matrix is NaN (never a
-made-up vector), and it is listed with the reason in the extraction record (`skipped`).
+A clip that cannot be decoded (or whose decoding or features run out of memory) stops extraction
+with a message naming the file (`on_error="stop"`, the default), or with `on_error="skip"` is left
+out: its row of the feature matrix is NaN (never a made-up vector), and it is listed with the reason
+in the extraction record (`skipped`).
 """
 
 from __future__ import annotations
