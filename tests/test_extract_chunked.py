@@ -199,8 +199,8 @@ def test_vggish_in_pieces_equals_the_whole_clip(tmp_path, small_pieces, weights_
 
 
 def test_default_pieces_on_a_clip_longer_than_one(tmp_path):
-    """The real piece and group sizes: a 75 s clip (3 pieces) with short ones in the same batch."""
-    n = 75 * RATE + 321
+    """The real piece and group sizes: a 130 s clip (3 pieces) with short ones in the same batch."""
+    n = 130 * RATE + 321
     assert n > 2 * HOP_SAMPLES * features.PIECE_FRAMES
     paths, digests = write_clips(tmp_path / "wav", [(8000, RATE, 1), (n, RATE, 1), (3 * RATE, RATE, 1)])
     feats, _ = extract(paths, digests, ExtractSettings(extractor="logmel", batch_clips=32), tmp_path / "c",

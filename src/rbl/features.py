@@ -56,10 +56,10 @@ DIM = 128
 # A temporary file of an interrupted write older than this is removed (a write takes milliseconds;
 # the margin keeps clear of concurrent extraction jobs writing into the same cache).
 STALE_TMP_SECONDS = 3600
-# Frames per piece of a long clip: 32 VGGish examples (30.72 s, one piece of 2 MB). Clips up to
-# this long are batched whole as before; longer ones go on piece by piece, so memory does not grow
-# with a clip's length. The CNN runs at the same speed from 16 examples per call (CPU_CNN_BATCH).
-PIECE_FRAMES = CPU_CNN_BATCH // 2 * EXAMPLE_FRAMES
+# Frames per piece of a long clip: 64 VGGish examples (61.44 s, 3.9 MB of samples), one CNN call
+# (CPU_CNN_BATCH). Clips up to this long are batched whole as before; longer ones go on piece by
+# piece, so memory does not grow with a clip's length.
+PIECE_FRAMES = CPU_CNN_BATCH * EXAMPLE_FRAMES
 # Samples of pieces in one frontend call: 8.4 M (524 s of audio, about 300 MB of frames and spectra;
 # a batch of 32 clips of 10 s is 5.1 M, one call as before).
 GROUP_SAMPLES = 2**23
