@@ -491,7 +491,8 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
         # The next batch decodes in the threads while this one goes through the frontend and CNN
         # (torch releases the GIL). A batch holds the first piece of each clip (all of a clip up to
         # PIECE_FRAMES); a longer clip then goes on piece by piece, its next piece decoding while
-        # one computes. Memory holds at most two batches of pieces, whatever the clips' lengths.
+        # one computes. Memory holds two batches of pieces (and one piece read ahead per clip, to
+        # tell its last), and one frontend call of GROUP_SAMPLES, whatever the clips' lengths.
         pending = decode(chunks[0]) if chunks else []
         for n, chunk in enumerate(chunks):
             started = [future.result() for future in pending]
