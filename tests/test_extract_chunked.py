@@ -115,7 +115,7 @@ def test_decoding_in_blocks_equals_the_one_shot_decode(tmp_path, rate, channels)
 
 
 def write_clips(folder, specs) -> tuple[list[str], list[str]]:
-    """WAV files of (seconds or samples at their rate, rate, channels); paths and made-up digests."""
+    """WAV files of (samples, rate, channels); their paths and distinct made-up digests."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for k, (n, rate, channels) in enumerate(specs):
