@@ -1,7 +1,9 @@
-"""Peak host memory of VGGish extraction through rbl.features.extract, against holding the dataset at once.
+"""Peak host memory of VGGish extraction through rbl.features.extract, against holding the dataset at once,
+and on long clips against the whole-clip path.
 
     .venv/bin/python benchmarks/extract_memory.py [--clips 10000] [--seconds 10] [--steps 500 2000]
         [--baseline-clips 500] [--batch-clips 32] [--workers 2] [--workdir DIR]
+    .venv/bin/python benchmarks/extract_memory.py --long-clips 2 [--long-hours 1] [--workdir DIR]
 
 Writes `--clips` 16 kHz mono 16-bit WAV files of `--seconds` each (noise plus tones) and full-size
 generated VGGish weights into a temporary folder (or `--workdir`, where files already written are
@@ -17,6 +19,17 @@ reused), then measures, each in a fresh process so that one cannot inflate anoth
   them, per clip, is scaled to `--clips` (measured on a fraction and scaled, not at full size).
 
 Target (issue 6): extracting 10,000 clips of 10 s peaks under 2 GB of host memory.
+
+With `--long-clips N` the script instead writes N clips of `--long-hours` each (16 kHz mono 16-bit
+WAV, noise plus tones, written block by block) and measures, each in a fresh process:
+
+- ours: `rbl.features.extract` on the N clips (VGGish, empty cache, `--batch-clips`), which decodes,
+  frames and pools long clips piece by piece. Peak RSS as above.
+- baseline: the whole-clip path that extraction ran before, on the same clips in one batch: each
+  file read whole (soundfile) and resampled at once (soxr), then `clip_examples` of the whole
+  clips and the same CNN and pooling (what `extract` did with every clip of a batch).
+
+Target (issue 13): 1-hour clips peak under 2 GB, whatever their number.
 """
 
 from __future__ import annotations
@@ -71,8 +84,9 @@ class Sampler(threading.Thread):
         return self.samples
 
 
-def part_ours(paths: list[str], weights_dir: str, cache: str, batch_clips: int, workers: int) -> dict:
-    from rbl.data import file_sha256
+def part_ours(paths: list[str], weights_dir: str, cache: str, batch_clips: int, workers: int,
+              keep: bool = False) -> dict:
+    from rbl.fingerprint import file_sha256
     from rbl.features import ExtractSettings, extract
 
     digests = [file_sha256(p) for p in paths]  # the ingest stage's job; not timed
@@ -86,7 +100,8 @@ def part_ours(paths: list[str], weights_dir: str, cache: str, batch_clips: int, 
     seconds = time.perf_counter() - start
     samples = sampler.stop()
     assert info["computed"] == len(paths) and feats.shape == (len(paths), 128), info
-    return {"clips": len(paths), "seconds": seconds, "peak": peak_rss(), "before": before, "samples": samples}
+    result = {"clips": len(paths), "seconds": seconds, "peak": peak_rss(), "before": before, "samples": samples}
+    return {**result, "feats": feats} if keep else result
 
 
 def part_baseline(paths: list[str]) -> dict:
@@ -96,6 +111,100 @@ def part_baseline(paths: list[str]) -> dict:
     waves = [audio.load(p) for p in paths]
     return {"clips": len(waves), "peak": peak_rss(), "before_peak": before_peak, "before": before,
             "held": current_rss(), "samples_bytes": sum(w.nbytes for w in waves)}
+
+
+def write_long_clip(path: Path, seconds: float, seed: int, rate: int = 16000, block_seconds: int = 60) -> None:
+    """One long 16-bit WAV (noise plus two tones), written a minute at a time so writing holds one minute."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    f1, f2 = 100.0 + 37.0 * seed, 1000.0 + 113.0 * seed
+    total = int(round(seconds * rate))
+    with sf.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16") as handle:
+        for start in range(0, total, block_seconds * rate):
+            t = np.arange(start, min(start + block_seconds * rate, total)) / rate
+            x = 0.3 * np.sin(2 * np.pi * f1 * t) + 0.2 * np.sin(2 * np.pi * f2 * t) + 0.1 * rng.standard_normal(len(t))
+            handle.write(np.clip(x, -1.0, 1.0).astype(np.float32))
+
+
+def whole_clip(path: str):
+    """The decode of before: the whole file read at once, averaged to mono, resampled at once."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    mono = samples.mean(axis=1, dtype=np.float32)
+    return mono if rate == 16000 else soxr.resample(mono, rate, 16000, quality="HQ").astype(np.float32)
+
+
+def part_long_baseline(paths: list[str], weights_dir: str) -> dict:
+    import numpy as np
+    import torch
+
+    from rbl.vggish import clip_examples, load_extractor
+
+    before = current_rss()
+    sampler = Sampler()
+    sampler.start()
+    start = time.perf_counter()
+    model = load_extractor(Path(weights_dir), download=False, verify=False)
+    with torch.inference_mode():
+        waves = [torch.from_numpy(whole_clip(p)) for p in paths]
+        examples, index = clip_examples(waves)
+        feats = model.pool(model(examples), index, len(waves)).numpy()
+    seconds = time.perf_counter() - start
+    samples = sampler.stop()
+    np.save(Path(weights_dir).parent / "long_baseline.npy", feats)
+    return {"clips": len(paths), "seconds": seconds, "peak": peak_rss(), "before": before, "samples": samples}
+
+
+def part_long_ours(paths: list[str], weights_dir: str, cache: str, batch_clips: int, workers: int) -> dict:
+    import numpy as np
+
+    result = part_ours(paths, weights_dir, cache, batch_clips, workers, keep=True)
+    np.save(Path(weights_dir).parent / "long_ours.npy", result.pop("feats"))
+    return result
+
+
+def long_clips(args: argparse.Namespace, root: Path) -> None:
+    """Peak RSS of ours and of the whole-clip path on `--long-clips` clips of `--long-hours` each."""
+    import numpy as np
+
+    folder = root / "long"
+    folder.mkdir(parents=True, exist_ok=True)
+    seconds = args.long_hours * 3600
+    start = time.perf_counter()
+    for k in range(args.long_clips):
+        path = folder / f"long{k:02d}_{seconds:g}s.wav"
+        if not path.exists():
+            write_long_clip(path, seconds, seed=k)
+    if not (root / "weights").is_dir():
+        synthetic.write_weights(root / "weights")
+    print(f"{args.long_clips} WAV file(s) of {args.long_hours:g} h at 16 kHz ready in {folder} "
+          f"({time.perf_counter() - start:.0f} s); load average {load_average()}", flush=True)
+    common = ["--workdir", str(root), "--long-clips", str(args.long_clips), "--long-hours", str(args.long_hours),
+              "--batch-clips", str(args.batch_clips), "--workers", str(args.workers)]
+    print("\n| path | clips | audio (h) | seconds | RSS before | RSS at 25 / 50 / 75 / 100 % of the run | peak RSS "
+          "| load average after |")
+    print("|---|---:|---:|---:|---:|---|---:|---|")
+    results = {}
+    for part in ("long-ours", "long-baseline"):
+        cache = tempfile.mkdtemp(prefix="cache_long_", dir=root)
+        r = results[part] = run_part(["--part", part, "--cache", cache, *common])
+        marks = " / ".join(f"{b / MiB:,.0f}" for b in at_fractions(r["samples"]))
+        name = "ours (pieces)" if part == "long-ours" else "baseline (whole clips)"
+        print(f"| {name} | {r['clips']} | {r['clips'] * args.long_hours:g} | {r['seconds']:.0f} "
+              f"| {r['before'] / MiB:,.0f} MiB | {marks} MiB | {r['peak'] / MiB:,.0f} MiB | {load_average()} |",
+              flush=True)
+    ours, base = np.load(root / "long_ours.npy"), np.load(root / "long_baseline.npy")
+    peak = results["long-ours"]["peak"]
+    print(f"\nours: peak RSS {peak / MiB:,.0f} MiB ({peak / 1e9:.2f} GB) on {args.long_clips} clip(s) of "
+          f"{args.long_hours:g} h; baseline {results['long-baseline']['peak'] / 1e9:.2f} GB; target < 2 GB: "
+          f"{'met' if peak < TARGET_BYTES else 'missed'}")
+    print(f"same pooled embeddings (quantised 0..255, means over {int(seconds // 0.96)} examples): max |difference| "
+          f"{np.abs(ours - base).max():.3g}, values differing {(ours != base).sum()} of {ours.size}")
 
 
 def run_part(args: list[str]) -> dict:
@@ -123,11 +232,24 @@ def main() -> None:
     p.add_argument("--batch-clips", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--workdir", default="", help="keep the WAV files and weights here (reused between runs)")
-    p.add_argument("--part", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument("--long-clips", type=int, default=0,
+                   help="instead: this many long clips, ours against the whole-clip path (issue 13)")
+    p.add_argument("--long-hours", type=float, default=1.0, help="length of each long clip in hours")
+    p.add_argument("--part", choices=["ours", "baseline", "long-ours", "long-baseline"], help=argparse.SUPPRESS)
     p.add_argument("--cache", help=argparse.SUPPRESS)
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
+    if args.part in ("long-ours", "long-baseline"):
+        root = Path(args.workdir)
+        seconds = args.long_hours * 3600
+        paths = [str(root / "long" / f"long{k:02d}_{seconds:g}s.wav") for k in range(args.long_clips)]
+        if args.part == "long-ours":
+            result = part_long_ours(paths, str(root / "weights"), args.cache, args.batch_clips, args.workers)
+        else:
+            result = part_long_baseline(paths, str(root / "weights"))
+        print(json.dumps(result))
+        return
     if args.part:
         root = Path(args.workdir)
         paths = [str(root / "wav" / f"clip{i:05d}.wav") for i in range(args.clips)]
@@ -140,6 +262,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="rbl_extract_memory_") as tmp:
         root = Path(args.workdir or tmp)
+        if args.long_clips:
+            long_clips(args, root)
+            return
         wav = root / "wav"
         have = len(list(wav.glob("clip*.wav"))) if wav.is_dir() else 0
         largest = max([args.clips, args.baseline_clips, *args.steps])

@@ -44,7 +44,7 @@ import synthetic  # noqa: E402
 import torchvggish_style  # noqa: E402
 
 from rbl import audio  # noqa: E402
-from rbl.data import file_sha256  # noqa: E402
+from rbl.fingerprint import file_sha256  # noqa: E402
 from rbl.features import ExtractSettings, extract  # noqa: E402
 from rbl.vggish import clip_examples, load_extractor  # noqa: E402
 

@@ -10,9 +10,15 @@ a data change (or an interrupted run) computes only the clips it has not seen. E
 to a hidden temporary file and renamed, so an entry is whole or absent; each holds the audio digest
 and a sha256 of the vector, checked on every read, so a damaged entry is recomputed, never used.
 
-A clip that cannot be decoded stops extraction with a message naming the file (`on_error="stop"`,
-the default), or with `on_error="skip"` is left out: its row of the feature matrix is NaN (never a
-made-up vector), and it is listed with the reason in the extraction record (`skipped`).
+Clips are decoded and resampled block by block and cut into pieces that frame exactly as the whole
+clip frames (`frame_pieces`); pieces are pooled into their clip with running sums (`_Pooling`).
+Short clips are one piece each and go through the frontend and CNN many at a time; memory is
+bounded by the pieces held, not by any clip's length (benchmarks/extract_memory.py).
+
+A clip that cannot be decoded (or whose decoding or features run out of memory) stops extraction
+with a message naming the file (`on_error="stop"`, the default), or with `on_error="skip"` is left
+out: its row of the feature matrix is NaN (never a made-up vector), and it is listed with the reason
+in the extraction record (`skipped`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from rbl import audio
 from rbl.atomic import atomic_path
 from rbl.codehash import modules_hash
 from rbl.errors import InputError
+from rbl.vggish.frontend import EXAMPLE_FRAMES, N_MELS, frame_pieces, pieces_logmel
+from rbl.vggish.model import CPU_CNN_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,13 @@ DIM = 128
 # A temporary file of an interrupted write older than this is removed (a write takes milliseconds;
 # the margin keeps clear of concurrent extraction jobs writing into the same cache).
 STALE_TMP_SECONDS = 3600
+# Frames per piece of a long clip: 64 VGGish examples (61.44 s, 3.9 MB of samples), one CNN call
+# (CPU_CNN_BATCH). Clips up to this long are batched whole as before; longer ones go on piece by
+# piece, so memory does not grow with a clip's length.
+PIECE_FRAMES = CPU_CNN_BATCH * EXAMPLE_FRAMES
+# Samples of pieces in one frontend call: 8.4 M (524 s of audio, about 300 MB of frames and spectra;
+# a batch of 32 clips of 10 s is 5.1 M, one call as before).
+GROUP_SAMPLES = 2**23
 ON_ERROR_HINT = ("or set the config key features.on_error: skip to leave such clips out "
                  "(they are listed with the reason in results/<dataset>/skipped.csv)")
 
@@ -164,25 +179,70 @@ def _reason(err: Exception, path: str) -> str:
     return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
 
 
+def _npy_bytes(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n:,} bytes"
+
+
+def check_npy(path: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a clip's precomputed .npy vector, from its header alone, or InputError.
+
+    Checked before any data is read or allocated: the file must be a .npy (not an .npz or pickle),
+    hold numbers (no objects: loading those would need pickle), be one non-empty vector (D,), and
+    hold the bytes its header declares (a 136-byte header claiming 1e10 values would otherwise ask
+    for 37 GiB).
+    """
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) == b"PK\x03\x04":
+                raise InputError(f"{path}: a zip archive (an .npz saved under a .npy name?), not a .npy array; "
+                                 "save one vector per clip with numpy.save")
+            handle.seek(0)
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            offset = handle.tell()
+        size = os.path.getsize(path)
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
+        raise InputError(f"{path}: not a readable .npy array ({err})") from None
+    if dtype.hasobject:
+        raise InputError(f"{path}: not a readable .npy array (it holds Python objects, which need allow_pickle "
+                         "to load and can run code: never done here); save numbers with numpy.save")
+    if dtype.kind not in "fiu":
+        raise InputError(f"{path}: holds {dtype} values, not real numbers; recompute this clip")
+    if len(shape) != 1:
+        raise InputError(f"{path}: holds an array of shape {shape}, where each clip needs one feature vector of "
+                         "shape (D,); pool frame-level features over the clip (or save vec.reshape(-1) if it "
+                         "is one vector)")
+    if shape[0] == 0:
+        raise InputError(f"{path}: holds an empty vector (shape (0,)); recompute this clip's features or remove it")
+    declared, held = shape[0] * dtype.itemsize, size - offset
+    if held < declared:
+        raise InputError(f"{path}: the header declares {shape[0]:,} {dtype} values ({_npy_bytes(declared)}) but "
+                         f"the file holds {_npy_bytes(max(held, 0))} of data: truncated or damaged; recompute it")
+    return shape, dtype
+
+
 def load_precomputed(paths: list[str], on_error: str = "stop",
                      skipped: dict[int, str] | None = None) -> np.ndarray:
     """(N, D) matrix of one precomputed vector per clip; every file must hold the same finite shape.
 
-    With on_error="skip", an unreadable file or one holding NaN/Inf gets a NaN row and its index and
-    reason go into `skipped`; vectors of a different size always stop (the dataset is inconsistent).
+    Each file's header is checked first (`check_npy`). With on_error="skip", a file that fails the
+    checks or holds NaN/Inf gets a NaN row and its index and reason go into `skipped`; vectors of a
+    different size always stop (the dataset is inconsistent).
     """
     rows: list[np.ndarray | None] = []
     first = None
     for i, path in enumerate(paths):
         try:
+            check_npy(path)
             try:
-                vec = np.load(path, allow_pickle=False)
+                vec = np.load(path, allow_pickle=False).astype(np.float32)
             except (ValueError, OSError, EOFError) as err:
                 raise InputError(f"{path}: not a readable .npy array ({err})") from None
-            try:
-                vec = np.asarray(vec, dtype=np.float32).reshape(-1)
-            except (TypeError, ValueError):
-                raise InputError(f"{path}: holds {vec.dtype} values, not numbers; recompute this clip") from None
             if not np.isfinite(vec).all():
                 raise InputError(f"{path}: holds NaN or Inf; recompute or remove this clip")
         except InputError as err:
@@ -231,14 +291,101 @@ def _batched(items: list, size: int):
         yield items[k:k + size]
 
 
-def _decode(path: str) -> tuple[np.ndarray | None, str]:
-    """A clip's waveform, or None and why it cannot be used (any failure: the file is the problem)."""
-    try:
-        return audio.load(path), ""
-    except InputError as err:
-        return None, _reason(err, path)
-    except Exception as err:  # noqa: BLE001 - a decoder failing in an unforeseen way on a bad file
-        return None, f"cannot decode audio ({type(err).__name__}: {err})"
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether an exception is an allocation failure (numpy's MemoryError, torch's CPU allocator)."""
+    if isinstance(err, MemoryError) or isinstance(err, getattr(torch, "OutOfMemoryError", MemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("not enough memory" in text or "can't allocate memory" in text
+                                              or "out of memory" in text)
+
+
+def _memory_reason(err: BaseException, doing: str) -> str:
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (f"ran out of memory {doing} ({detail}); free memory or lower features.batch_clips, "
+            "or replace the file if it is not what its header says")
+
+
+class _Clip:
+    """One clip's pieces (`frame_pieces` over `audio.stream`), each with whether it is the last, read on demand."""
+
+    def __init__(self, path: str, unit: int) -> None:
+        self.path = path
+        self.pieces = frame_pieces(audio.stream(path), PIECE_FRAMES, unit)
+        self.ahead = None  # the piece read but not yet handed out (to tell the last one)
+
+    def next(self) -> tuple[np.ndarray | None, int, bool, str]:
+        """(piece, frames, last, "") or (None, 0, True, why the clip cannot be used). Runs in a worker thread."""
+        try:
+            if self.ahead is None:
+                self.ahead = next(self.pieces)
+            piece, frames = self.ahead
+            self.ahead = next(self.pieces, None)
+            return piece, frames, self.ahead is None, ""
+        except InputError as err:
+            return None, 0, True, _reason(err, self.path)
+        except Exception as err:  # noqa: BLE001 - any failure while decoding is the file's (or its size's)
+            if _out_of_memory(err):
+                return None, 0, True, _memory_reason(err, "decoding it")
+            return None, 0, True, f"cannot decode audio ({type(err).__name__}: {err})"
+
+
+class _Pooling:
+    """Running per-clip pooling over pieces, in float64: the mean VGGish embedding, or log-mel mean and std.
+
+    Log-mel statistics merge per-piece (count, mean, sum of squared deviations) with Chan et al.'s
+    pairwise update, which keeps the std as accurate as the two-pass whole-clip computation.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count: dict[int, int] = {}
+        self.first: dict[int, np.ndarray] = {}  # vggish: sum of embeddings; logmel: mean
+        self.second: dict[int, np.ndarray] = {}  # logmel: sum of squared deviations from the mean
+
+    def add(self, clip: int, values: np.ndarray) -> None:
+        """Fold one piece's rows (its examples' embeddings, or its log-mel frames) into the clip."""
+        values = values.astype(np.float64)
+        n = len(values)
+        if self.name == "vggish":
+            self.first[clip] = self.first.get(clip, 0.0) + values.sum(axis=0)
+            self.count[clip] = self.count.get(clip, 0) + n
+            return
+        mean = values.mean(axis=0)
+        m2 = ((values - mean) ** 2).sum(axis=0)
+        if clip not in self.count:
+            self.count[clip], self.first[clip], self.second[clip] = n, mean, m2
+            return
+        had = self.count[clip]
+        total = had + n
+        delta = mean - self.first[clip]
+        self.first[clip] = self.first[clip] + delta * (n / total)
+        self.second[clip] = self.second[clip] + m2 + delta**2 * (had * n / total)
+        self.count[clip] = total
+
+    def pop(self, clip: int) -> np.ndarray:
+        """The clip's feature vector (128,) float32, forgetting the clip."""
+        n, first = self.count.pop(clip), self.first.pop(clip)
+        if self.name == "vggish":
+            return (first / n).astype(np.float32)
+        return np.concatenate([first, np.sqrt(self.second.pop(clip) / n)]).astype(np.float32)
+
+    def drop(self, clip: int) -> None:
+        for table in (self.count, self.first, self.second):
+            table.pop(clip, None)
+
+
+def _groups(pieces: list, budget: int):
+    """Consecutive runs of pieces of at most `budget` samples in all (a larger piece goes alone)."""
+    group, size = [], 0
+    for piece in pieces:
+        if group and size + len(piece[1]) > budget:
+            yield group
+            group, size = [], 0
+        group.append(piece)
+        size += len(piece[1])
+    if group:
+        yield group
 
 
 def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cache_root: Path,
@@ -284,49 +431,96 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
     work = list(unique.values())
     computed: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}  # digest -> reason
+    unit = EXAMPLE_FRAMES if name == "vggish" else 1
+    pooling = _Pooling(name)
 
     def refuse(i: int, why: str) -> None:
+        pooling.drop(i)
         if settings.on_error == "stop":
             raise InputError(f"{paths[i]}: {why}; {ON_ERROR_HINT}")
         failed[digests[i]] = why
         log.warning("skipped %s: %s", paths[i], why)
 
-    bar = tqdm(total=len(work), desc=f"extracting ({name})", unit="clip", disable=not progress)
-    chunks = list(_batched(work, max(1, settings.batch_clips)))
-    with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
-        def decode(chunk: list[int]) -> list[Future]:
-            return [pool.submit(_decode, paths[i]) for i in chunk]
+    def rows_of(group: list[tuple[int, np.ndarray, int, bool]]) -> list[np.ndarray]:
+        """Per piece: its examples' embeddings (vggish) or its log-mel frames (logmel), one frontend call."""
+        waves = [torch.from_numpy(wave).to(device) for _, wave, _, _ in group]
+        frames = [k for _, _, k, _ in group]
+        with torch.inference_mode():
+            logmel = pieces_logmel(waves, frames)
+            if name == "vggish":
+                out, sizes = model(logmel.view(-1, EXAMPLE_FRAMES, N_MELS)), [k // EXAMPLE_FRAMES for k in frames]
+            else:
+                out, sizes = logmel, frames
+            return [part.numpy() for part in torch.split(out.float().cpu(), sizes)]
 
-        # The next batch decodes in the threads while this one goes through the frontend and CNN
-        # (torch releases the GIL); memory holds at most two batches of waveforms.
-        pending = decode(chunks[0]) if chunks else []
-        for n, chunk in enumerate(chunks):
-            decoded = [future.result() for future in pending]
-            pending = decode(chunks[n + 1]) if n + 1 < len(chunks) else []
-            good = []
-            for i, (wave, why) in zip(chunk, decoded):
-                if wave is None:
-                    refuse(i, why)
-                else:
-                    good.append((i, wave))
-            if good:
-                waves = [torch.from_numpy(w).to(device) for _, w in good]
-                with torch.inference_mode():
-                    if name == "vggish":
-                        from rbl.vggish.frontend import clip_examples
-
-                        examples, clip_index = clip_examples(waves)
-                        feats = model.pool(model(examples), clip_index, len(waves))
-                    else:
-                        from rbl.vggish.frontend import clip_logmel_stats
-
-                        feats = clip_logmel_stats(waves)
-                for (i, _), vec in zip(good, feats.float().cpu().numpy()):
+    def compute(pieces: list[tuple[int, np.ndarray, int, bool]]) -> None:
+        """Pool pieces (clip, samples, frames, last) into their clips; a clip is done with its last piece."""
+        for group in _groups(pieces, GROUP_SAMPLES):
+            try:
+                rows = rows_of(group)
+            except Exception as err:  # noqa: BLE001 - only allocation failures are handled, the rest re-raised
+                if not _out_of_memory(err):
+                    raise
+                if len(group) > 1:  # find the clip that does not fit: one piece at a time
+                    for piece in group:
+                        compute([piece])
+                    continue
+                refuse(group[0][0], _memory_reason(err, "computing its features"))
+                continue
+            for (i, _, _, last), values in zip(group, rows):
+                if digests[i] in failed:
+                    continue
+                pooling.add(i, values)
+                if last:
+                    vec = pooling.pop(i)
                     if not np.isfinite(vec).all():
                         refuse(i, "its features are not finite (extreme sample values?); replace or remove it")
                         continue
                     cache.put(digests[i], vec)
                     computed[digests[i]] = vec
+
+    def begin(i: int) -> tuple[_Clip, tuple]:
+        clip = _Clip(paths[i], unit)
+        return clip, clip.next()
+
+    bar = tqdm(total=len(work), desc=f"extracting ({name})", unit="clip", disable=not progress)
+    chunks = list(_batched(work, max(1, settings.batch_clips)))
+    with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
+        def decode(chunk: list[int]) -> list[Future]:
+            return [pool.submit(begin, i) for i in chunk]
+
+        # The next batch decodes in the threads while this one goes through the frontend and CNN
+        # (torch releases the GIL). A batch holds the first piece of each clip (all of a clip up to
+        # PIECE_FRAMES); a longer clip then goes on piece by piece, its next piece decoding while
+        # one computes. Memory holds two batches of pieces (and one piece read ahead per clip, to
+        # tell its last), and one frontend call of GROUP_SAMPLES, whatever the clips' lengths.
+        pending = decode(chunks[0]) if chunks else []
+        for n, chunk in enumerate(chunks):
+            started = [future.result() for future in pending]
+            pending = decode(chunks[n + 1]) if n + 1 < len(chunks) else []
+            ready, longer = [], []
+            for i, (clip, (piece, frames, last, why)) in zip(chunk, started):
+                if piece is None:
+                    refuse(i, why)
+                    continue
+                ready.append((i, piece, frames, last))
+                if not last:
+                    longer.append((i, clip))
+            del started
+            compute(ready)
+            del ready
+            for i, clip in longer:
+                ahead = pool.submit(clip.next)
+                while digests[i] not in failed:
+                    piece, frames, last, why = ahead.result()
+                    if piece is None:
+                        refuse(i, why)
+                        break
+                    if not last:
+                        ahead = pool.submit(clip.next)
+                    compute([(i, piece, frames, last)])
+                    if last:
+                        break
             bar.update(len(chunk))
     bar.close()
     skipped_clips = []

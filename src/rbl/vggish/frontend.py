@@ -8,7 +8,9 @@ examples) so the VGGish weights see exactly the input they were trained on, on a
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -66,6 +68,54 @@ def examples_in(n_samples: int) -> int:
 def frames_in(n_samples: int) -> int:
     """Frames of a clip of n samples once padded to one example: 1 + (n - 400) // 160."""
     return 1 + (max(n_samples, EXAMPLE_SAMPLES) - WINDOW_SAMPLES) // HOP_SAMPLES
+
+
+# Samples a run of frames spans past its last hop: that frame's window ends 240 samples after it.
+FRAME_OVERLAP = WINDOW_SAMPLES - HOP_SAMPLES
+
+
+def frame_pieces(blocks: Iterable[np.ndarray], piece_frames: int, unit: int = 1) -> Iterator[tuple[np.ndarray, int]]:
+    """Cut a clip arriving as waveform blocks into (piece, frames) framed exactly as the whole clip is.
+
+    Piece p holds the samples of the clip's frames p*piece_frames onwards (at most piece_frames of
+    them, plus the 240-sample overlap that the last frame's window needs), so framing each piece
+    and joining the frames gives the frames of the whole clip. Frame counts are multiples of `unit`
+    (96 for VGGish examples: a partial example at the end is dropped, as `clip_examples` does;
+    1 for all frames). A clip shorter than one piece comes as one piece with the whole-clip count
+    (`examples_in`/`frames_in`: padded to one example); `LogMelFrontend.clip_logmel` zero-pads it.
+    Memory holds one piece and one block, whatever the clip's length.
+    """
+    if unit not in (1, EXAMPLE_FRAMES) or piece_frames <= 0 or piece_frames % unit:
+        raise ValueError(f"unit must be 1 or {EXAMPLE_FRAMES} and divide piece_frames > 0, "
+                         f"got unit {unit}, piece_frames {piece_frames}")
+    span, step = HOP_SAMPLES * piece_frames + FRAME_OVERLAP, HOP_SAMPLES * piece_frames
+    held: list[np.ndarray] = []
+    size, whole = 0, True
+    for block in blocks:
+        held.append(block)
+        size += len(block)
+        if size < span:
+            continue
+        joined = np.concatenate(held)
+        start = 0
+        while len(joined) - start >= span:
+            yield joined[start:start + span], piece_frames
+            start += step
+            whole = False
+        held, size = [joined[start:].copy()], len(joined) - start
+    rest = np.concatenate(held) if held else np.zeros(0, np.float32)
+    if whole:
+        frames = EXAMPLE_FRAMES * examples_in(len(rest)) if unit == EXAMPLE_FRAMES else frames_in(len(rest))
+    else:
+        frames = (1 + (len(rest) - WINDOW_SAMPLES) // HOP_SAMPLES) // unit * unit if len(rest) >= WINDOW_SAMPLES else 0
+    if frames:
+        yield rest, frames
+
+
+def pieces_logmel(waveforms: list[Tensor], frames: list[int]) -> Tensor:
+    """Log-mel frames of pieces from `frame_pieces` (1-D tensors, frame counts), joined: (sum(frames), 64)."""
+    _check_1d(waveforms)
+    return _frontend_like(waveforms).clip_logmel(waveforms, frames)
 
 
 # Hops past a clip's last frame start that its stretch of the joined buffer spans: a 512-sample
