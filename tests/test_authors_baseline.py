@@ -1,11 +1,11 @@
 """The speed baseline benchmarks/authors_rbl.py is the authors' published RbL: it must compute
 exactly what `RankBasedLoss(target="reference")` computes, value and gradient."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-
 from authors_rbl import (
     RankBasedLossHierarchicalLabelsEmbeddings,
     SingleLayerHypersphereConstraint,
@@ -15,6 +15,7 @@ from authors_rbl import (
     pre_compute_rank_map,
     train_RbL,
 )
+
 from rbl.losses import RankBasedLoss
 from rbl.taxonomy import tree_distance
 
@@ -111,8 +112,6 @@ def test_label_strings_and_the_fixed_three_level_branch():
 
 
 def test_training_loop_runs_and_keeps_the_best_checkpoint(tmp_path):
-    import numpy as np
-
     gen = np.random.default_rng(0)
     features = tmp_path / "features"
     features.mkdir()
