@@ -253,7 +253,8 @@ def _write_skipped(clips: list[dict], path: str, info: dict, keep_list: bool) ->
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from rbl.features import ExtractSettings, extract, load_precomputed, shard_rows
+    from rbl.features import ExtractSettings, extract, load_precomputed
+    from rbl.shards import shard_rows
     from rbl.device import resolve_device
 
     manifest = _read_table(args.manifest)
@@ -283,7 +284,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 
 def cmd_gather(args: argparse.Namespace) -> None:
-    from rbl.features import merge_infos
+    from rbl.shards import merge_infos
 
     if len(args.parts) != len(args.infos):
         raise InputError("gather: give one --infos file per --parts file, in the same order")

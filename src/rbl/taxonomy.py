@@ -9,6 +9,7 @@ incomplete label names an inner node).
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,14 +28,17 @@ UNDECIDED = -1
 RESERVED_LEVELS = ("file", "path", "sha256", "label", "group", "split", "all")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
+
+
 def control_character(text: str) -> str | None:
     """The first control character (line break, carriage return, tab, ...) in a name, shown escaped.
 
     CSV writers leave a lone carriage return unquoted, so a name holding one would not survive the
     manifest; such names are refused where they enter (the annotations and the taxonomy).
     """
-    bad = next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
-    return None if bad is None else repr(bad)[1:-1]
+    found = _CONTROL.search(text)
+    return None if found is None else repr(found.group())[1:-1]
 
 
 @dataclass(frozen=True)
