@@ -715,8 +715,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="rbl %(levelname)s: %(message)s", stream=sys.stderr)
     if not sys.stderr.isatty():
-        # A log file (Snakemake's jobs): a progress line every 30 s, not every update (an 8000-epoch
-        # training wrote 1 MB of bars). tqdm reads TQDM_* from the environment; a user's own wins.
+        # A log file (Snakemake's jobs): a progress line every 30 s, not every update (a long
+        # training filled its log with bars). tqdm reads TQDM_* from the environment; a user's own wins.
         os.environ.setdefault("TQDM_MININTERVAL", "30")
     try:
         args.func(args)

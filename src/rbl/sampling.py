@@ -8,8 +8,8 @@ labelled only at a coarse level is drawn too and trains the coarse structure.
 `random` draws uniformly random batches (the paper's RbL_unc).
 
 A whole epoch is drawn at once, vectorised over its batches (a loop over the taxonomy's nodes,
-not over batches): drawn batch by batch, the 40 batches of a TUT epoch took 3.6 ms of a 34 ms
-epoch of the paper's model on CPU; drawn at once, 0.2 ms.
+not over batches): drawn batch by batch, the sampler was a tenth of a TUT epoch of the paper's
+model on CPU (benchmarks/README.md, "Measurements behind the code").
 """
 
 from __future__ import annotations

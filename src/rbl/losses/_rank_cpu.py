@@ -1,11 +1,10 @@
 """RbL with the gap and edge targets on CPU: a compiled kernel (numba) for value and gradient, one autograd node.
 
 Why compiled rather than torch or NumPy operators: on CPU this loss is bookkeeping over small
-arrays, where per-operator costs dominate. A bare torch normalise-matmul graph takes about 0.3 ms
-forward+backward at batch 12 on the benchmark machine, and the earlier NumPy version of this
-module spent about 0.13 ms in some 40 NumPy calls; the kernel does a batch of 12 in a few
-microseconds, leaving the fixed cost of one autograd node (see benchmarks/README.md). The torch
-path in `rank.py` stays the device-generic implementation (GPU, reference target).
+arrays, where per-operator costs dominate (a bare torch graph or some 40 NumPy calls cost tens of
+times the kernel at batch 12; benchmarks/README.md, "RbL speed"), leaving the fixed cost of one
+autograd node. The torch path in `rank.py` stays the device-generic implementation (GPU,
+reference target).
 
 Value and gradient equal `rank_based_loss(pairwise_distance(x)[i, j], tree_distance(labels,
 labels)[i, j], target, margin)`, computed in float64 (tests/test_losses.py checks both against
