@@ -103,6 +103,19 @@ def make_dataset(root: Path, n: int) -> None:
     (root / "annotations.csv").write_text("\n".join(rows) + "\n")
 
 
+def reset_dataset(root: Path, n: int) -> None:
+    """Undo what an earlier run's (c), (d) and (e) did to a dataset of n clips: the added clip, the
+    changed label and the replaced clip, so it is again exactly what make_dataset(root, n) writes."""
+    rows = ["file,label,group"]
+    for k in range(n):
+        rel, label, group, _ = clip_row(k)
+        rows.append(f"{rel.as_posix()},{label},{group}")
+    (root / "annotations.csv").write_text("\n".join(rows) + "\n")
+    (root / "audio" / clip_row(n)[0]).unlink(missing_ok=True)
+    rel, _, _, leaf = clip_row(3)
+    write_clip(root / "audio" / rel, leaf, 3)
+
+
 def add_clip(root: Path, k: int) -> str:
     """A new clip file and its annotation row (appended); returns its file name."""
     rel, label, group, leaf = clip_row(k)
@@ -291,6 +304,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--workdir", type=Path, help="default: a new temporary folder, removed at the end")
     parser.add_argument("--keep", action="store_true", help="keep the working folders")
+    parser.add_argument("--reuse-data", action="store_true",
+                        help="with --workdir: keep the clips of an earlier run there (writing 100,000 takes minutes)")
     parser.add_argument("--live", action="store_true",
                         help="run the checkout's workflow and package instead of a snapshot of them")
     args = parser.parse_args()
@@ -306,12 +321,21 @@ def main() -> None:
     try:
         for clips in (args.baseline_clips, args.clips):
             workdir = top / f"clips{clips}"
-            if workdir.exists():
-                shutil.rmtree(workdir)
             start = time.perf_counter()
-            make_dataset(workdir / "data", clips)
+            if args.reuse_data and (workdir / "data").is_dir():
+                # everything but the clips: results, cache, Snakemake's records; the clips the
+                # earlier run added or replaced are regenerated as make_dataset writes them
+                for name in ("results", ".snakemake", "other.wav"):
+                    path = workdir / name
+                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                reset_dataset(workdir / "data", clips)
+                print(f"[{clips} clips] dataset reused (reset in {time.perf_counter() - start:.1f} s)")
+            else:
+                if workdir.exists():
+                    shutil.rmtree(workdir)
+                make_dataset(workdir / "data", clips)
+                print(f"[{clips} clips] dataset written in {time.perf_counter() - start:.1f} s")
             write_config(workdir, args.shards)
-            print(f"[{clips} clips] dataset written in {time.perf_counter() - start:.1f} s")
             results[clips] = dag_and_noop(workdir, clips, args.repeats)
 
         for clips in (args.baseline_clips, args.clips):
