@@ -38,7 +38,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     exp="|".join(map(re.escape, config["experiments"])),
     seed=r"\d+",
-    split="val|test_seen|test_unseen",
+    split="|".join(EVAL_SPLITS),
 
 
 include: "workflow/rules/demo.smk"

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rbl.data import EVAL_SPLITS
 from rbl.metrics import (CHUNK_ELEMS, K_CANDIDATES, MAX_PAIRS, Score, choose_k, class_paths, knn_accuracy,
                          knn_accuracy_loo, knn_vote, map_at_r, mistake_severity, neighbour_labels_per_level,
                          parent_accuracy, silhouette, tree_distance_spearman)
 
-EVAL_SPLITS = ("val", "test_seen", "test_unseen")
 COLUMNS = ["split", "level", "metric", "value", "k", "n", "reason"]
 ALL_LEVELS = "all"  # level name of metrics over the whole tree (spearman)
 

@@ -41,6 +41,19 @@ from rbl.errors import InputError
 ORDER = ("train", "val", "test_seen")
 
 
+def parse_fractions(text: str) -> dict[str, float]:
+    """`train=0.6,val=0.2,test_seen=0.2` (the --fractions flag) as {split: fraction}; make_splits checks them."""
+    fractions = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            fractions[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--fractions: '{item}' is not name=number "
+                             "(e.g. train=0.6,val=0.2,test_seen=0.2)") from None
+    return fractions
+
+
 def draw(seed: int, key: str) -> float:
     """A uniform number in [0, 1) from (seed, key) alone, the same on every machine and run.
 
