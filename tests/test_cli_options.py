@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from rbl.cli import STAGES, build_parser, main
-from rbl.data import EVAL_SPLITS, SPLITS
+from rbl.data import DRAWN_SPLITS, EVAL_SPLITS, SPLITS, UNSEEN
 from rbl.errors import InputError
 from rbl.experiment import TrainSettings
 from rbl.feature_settings import EXTRACTORS, ON_ERROR, PRECISIONS, PRECOMPUTED, ExtractSettings
@@ -66,8 +66,8 @@ def test_choices_come_from_the_package_constants_and_the_schema_agrees():
     experiment = SCHEMA["experiments"]["additionalProperties"]["properties"]
     assert tuple(experiment["sampler"]["enum"]) == SAMPLERS
     # the fractions the config sets: every split but the held-out classes' one
-    assert tuple(SCHEMA["split"]["properties"]["fractions"]["properties"]) == SPLITS[:-1]
-    assert EVAL_SPLITS == tuple(s for s in SPLITS if s != "train")
+    assert tuple(SCHEMA["split"]["properties"]["fractions"]["properties"]) == DRAWN_SPLITS
+    assert EVAL_SPLITS == tuple(s for s in SPLITS if s != "train") and UNSEEN not in DRAWN_SPLITS
 
 
 def test_a_value_outside_the_choices_is_refused_naming_them(capsys):
