@@ -109,7 +109,7 @@ def test_the_workflow_passes_every_extraction_setting_from_the_config(tmp_path):
 
 def test_gather_says_on_the_console_which_extractor_ran(tmp_path, capsys):
     pd.DataFrame({"file": ["a.wav", "b.wav", "c.wav"]}).to_csv(tmp_path / "manifest.csv", index=False)
-    record = {"extractor": "logmel", "requested": "auto", "reason": "VGGish weights unavailable (no file)",
+    record = {"extractor": "logmel", "requested": "auto", "reason": "VGGish weights unavailable (missing:\nget them)",
               "computed": 1, "from_cache": 0, "skipped": 0, "skipped_clips": []}
     for k, rows in enumerate((2, 1)):
         np.save(tmp_path / f"{k}.npy", np.zeros((rows, 4), np.float32))
@@ -118,8 +118,10 @@ def test_gather_says_on_the_console_which_extractor_ran(tmp_path, capsys):
                  "--parts", str(tmp_path / "0.npy"), str(tmp_path / "1.npy"),
                  "--infos", str(tmp_path / "0.json"), str(tmp_path / "1.json"),
                  "--out", str(tmp_path / "f.npy"), "--info", str(tmp_path / "f.json")]) == 0
-    assert capsys.readouterr().out == ("features: extractor logmel (requested auto: VGGish weights unavailable "
-                                       "(no file)); 3 clip(s) computed, 0 from the cache, 0 skipped, in 2 shard(s)\n")
+    # one line, however many the reason has: its first, and where the rest is
+    assert capsys.readouterr().out == ("features: extractor logmel, requested auto; 3 clip(s) computed, 0 from "
+                                       "the cache, 0 skipped, in 2 shard(s); why: VGGish weights unavailable "
+                                       f"(missing: ... (in full: {tmp_path / 'f.json'})\n")
     assert json.loads((tmp_path / "f.json").read_text())["extractor"] == "logmel"
 
 
