@@ -22,7 +22,10 @@ except WorkflowError as err:
     if not hasattr(cause, "absolute_path"):
         raise
     key = ".".join(str(part) for part in cause.absolute_path) or "(top level)"
-    files = ", ".join(map(str, workflow.config_settings.configfiles)) or "config/config.yaml"
+    files = (
+        ", ".join(map(str, workflow.config_settings.configfiles))
+        or "config/config.yaml"
+    )
     raise WorkflowError(
         f"config ({files}), key {key}: {cause.message}. Every key is described in "
         "config/README.md."
@@ -38,7 +41,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     exp="|".join(map(re.escape, config["experiments"])),
     seed=r"\d+",
-    split="val|test_seen|test_unseen",
+    split="|".join(EVAL_SPLITS),
 
 
 include: "workflow/rules/demo.smk"

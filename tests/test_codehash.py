@@ -68,17 +68,34 @@ def test_an_edit_reruns_exactly_the_stages_that_reach_it(package):
     assert changed(before, hashes(package)) == {"split"}
 
 
-def test_cli_edits_count_for_their_own_stage_only(package):
-    cli = package / "cli.py"
+def test_stage_module_edits_count_for_their_own_stage_only(package):
+    module = package / "stages" / "normalise.py"
     before = hashes(package)
-    cli.write_text(cli.read_text().replace("def cmd_normalise(args: argparse.Namespace) -> None:\n",
-                                           "def cmd_normalise(args: argparse.Namespace) -> None:\n    pass\n"))
+    module.write_text(module.read_text().replace("def run(args: argparse.Namespace) -> None:\n",
+                                                 "def run(args: argparse.Namespace) -> None:\n    pass\n"))
     assert changed(before, hashes(package)) == {"normalise"}
+    before = hashes(package)
+    edit(package / "stages" / "options.py")  # the flags' types: the stages that declare flags with them
+    assert changed(before, hashes(package)) == {"extract", "train", "plot-training", "summarise"}
+
+
+def test_cli_edits_count_for_every_stage(package):
+    cli = package / "cli.py"
     before = hashes(package)
     edit(cli)  # a comment changes no statement
     assert changed(before, hashes(package)) == set()
     cli.write_text(cli.read_text() + "\nLIMIT = 3\n")  # module-level code: every stage runs it
     assert changed(before, hashes(package)) == set(STAGES)
+    before = hashes(package)
+    cli.write_text(cli.read_text().replace("return 2\n", "return 3\n", 1))  # main's error handling
+    assert changed(before, hashes(package)) == set(STAGES)
+
+
+def test_a_stage_is_one_of_the_table(package):
+    """A module of rbl/stages that the CLI's table does not name (the flags' types) is no stage."""
+    with pytest.raises(KeyError, match="no stage 'options'"):
+        codehash.stage_hash("options", package)
+    assert set(codehash._table(codehash._parsed(package / "cli.py")[1])) == set(STAGES)
 
 
 def test_feature_cache_key_follows_the_feature_code(package):

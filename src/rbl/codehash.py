@@ -1,12 +1,13 @@
 """Hashes of the code behind a result, derived from the source so that no list is kept by hand.
 
-A stage's code is the `cmd_<stage>` function of the CLI with every CLI function it calls (and the
-parser and `main`, whose defaults and error handling it runs under; not the other stages'
-commands), the CLI's module-level statements, and every module of the
-package these import, followed through their own imports (the static import closure: an import
-written anywhere in a module counts, lazy ones included). A rule passes this hash as a param, so
-an edit reruns exactly the rules whose stage can reach the edited code. The feature cache keys its
-entries the same way with the modules that compute a clip's vector.
+A stage's code is its module rbl/stages/<stage>.py (stage `a-b`: rbl.stages.a_b, which the CLI's
+table of stages names), every module of the package it imports, followed through their own
+imports (the static import closure: an import written anywhere in a module counts, lazy ones
+included), and the statements of rbl/cli.py with what it imports besides the stage modules: the
+table, the parser and `main`, whose defaults and error handling every stage runs under. Other
+stages' modules are not part of it. A rule passes this hash as a param, so an edit reruns exactly
+the rules whose stage can reach the edited code. The feature cache keys its entries the same way
+with the modules that compute a clip's vector.
 
 Static analysis over-approximates (an imported module may not be used on every path), which can
 rerun a rule needlessly but never keeps a stale result.
@@ -87,25 +88,33 @@ def modules_hash(modules: list[str], root: Path = PACKAGE_DIR) -> str:
     return _digest([p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() for p in files])
 
 
+STAGES_PACKAGE = f"{PACKAGE}.stages"
+
+
+def _table(tree: ast.Module) -> list[str]:
+    """The stage names of the CLI's table (`STAGES = {"name": module, ...}` in cli.py)."""
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                and any(isinstance(t, ast.Name) and t.id == "STAGES" for t in node.targets)):
+            return [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
+    return []
+
+
 def _stage_parts(stage: str, root: Path) -> tuple[list[ast.AST], str, set[str]]:
-    """The CLI statements a stage runs, the CLI's source text and the package modules they import."""
+    """The CLI statements a stage runs, the CLI's source text and the package modules of the stage.
+
+    Those modules are the stage's own (rbl.stages.<stage>) and those the CLI imports besides the
+    stage modules (the table names every stage's module; only this stage's is followed).
+    """
     text, tree = _parsed(root / "cli.py")
-    functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    entry = f"cmd_{stage.replace('-', '_')}"
-    if entry not in functions:
-        raise KeyError(f"rbl has no stage '{stage}' (no {entry} in {root / 'cli.py'})")
-    reached, todo = set(), [entry, "main", "build_parser"]
-    while todo:
-        name = todo.pop()
-        # the parser names every stage's command; only this stage's is followed
-        if name in reached or name not in functions or (name.startswith("cmd_") and name != entry):
-            continue
-        reached.add(name)
-        todo.extend(n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name))
-    nodes = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    nodes += [functions[f] for f in sorted(reached)]
-    modules = set().union(*(_imports(n, f"{PACKAGE}.cli") for n in nodes))
-    return nodes, text, {m for m in modules if _module_file(m, root) is not None}
+    module = f"{STAGES_PACKAGE}.{stage.replace('-', '_')}"
+    if stage not in _table(tree) or _module_file(module, root) is None:
+        raise KeyError(f"rbl has no stage '{stage}' (not in the STAGES table of {root / 'cli.py'}, "
+                       f"or no {module})")
+    nodes = list(tree.body)  # the table and main: every stage runs all of cli.py
+    imported = set().union(*(_imports(n, f"{PACKAGE}.cli") for n in nodes))
+    modules = {m for m in imported if _module_file(m, root) is not None and not m.startswith(STAGES_PACKAGE + ".")}
+    return nodes, text, modules | {module}
 
 
 def stage_modules(stage: str, root: Path = PACKAGE_DIR) -> list[str]:

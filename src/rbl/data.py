@@ -21,6 +21,13 @@ from rbl.taxonomy import Taxonomy, control_character
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test_seen", "test_unseen")
+# The splits evaluated and drawn (all but train). The one list of split names: the workflow's
+# wildcard constraints, the evaluation and the CLI's choices take them from here; the config
+# schema's fractions keys and enums are checked against them (tests/test_cli_options.py).
+EVAL_SPLITS = SPLITS[1:]
+# The held-out classes' split, and the splits the other clips are drawn into by split.fractions.
+UNSEEN = SPLITS[-1]
+DRAWN_SPLITS = SPLITS[:-1]
 # The split of a clip left out because its audio could not be decoded (features.on_error: skip):
 # it stays in the manifest, is listed in skipped.csv and takes part in no split.
 SKIPPED = "skipped"

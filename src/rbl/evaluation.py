@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rbl.data import EVAL_SPLITS, UNSEEN
 from rbl.metrics import (CHUNK_ELEMS, K_CANDIDATES, MAX_PAIRS, Score, choose_k, class_paths, knn_accuracy,
                          knn_accuracy_loo, knn_vote, map_at_r, mistake_severity, neighbour_labels_per_level,
                          parent_accuracy, silhouette, tree_distance_spearman)
 
-EVAL_SPLITS = ("val", "test_seen", "test_unseen")
 COLUMNS = ["split", "level", "metric", "value", "k", "n", "reason"]
 ALL_LEVELS = "all"  # level name of metrics over the whole tree (spearman)
 
@@ -55,7 +55,7 @@ def _knn(true: torch.Tensor, near: torch.Tensor, choice: tuple[int | None, dict,
 def evaluate_embeddings(emb: np.ndarray, labels: np.ndarray, split: np.ndarray, levels: list[str],
                         k_candidates: tuple[int, ...] = K_CANDIDATES, seed: int = 0, *,
                         splits: tuple[str, ...] = EVAL_SPLITS, reference: str = "train", tuning: str = "val",
-                        unseen: str = "test_unseen", max_pairs: int = MAX_PAIRS,
+                        unseen: str = UNSEEN, max_pairs: int = MAX_PAIRS,
                         chunk_elems: int = CHUNK_ELEMS) -> pd.DataFrame:
     """Long table (split, level, metric, value, k, n, reason) of every metric for every split in `splits`.
 

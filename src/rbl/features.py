@@ -29,7 +29,7 @@ import logging
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +40,12 @@ from rbl import audio
 from rbl.atomic import atomic_path
 from rbl.codehash import modules_hash
 from rbl.errors import InputError
+from rbl.feature_settings import EXTRACTORS, ON_ERROR, PRECOMPUTED, ExtractSettings
 from rbl.vggish.frontend import EXAMPLE_FRAMES, N_MELS, frame_pieces, pieces_logmel
 from rbl.vggish.model import CPU_CNN_BATCH
 
 log = logging.getLogger(__name__)
 
-EXTRACTORS = ("auto", "vggish", "logmel")
-ON_ERROR = ("stop", "skip")
 # Bump when the layout of a cache entry changes.
 CACHE_FORMAT = 3
 ENTRY_MAGIC = b"RBL1"
@@ -64,20 +63,6 @@ PIECE_FRAMES = CPU_CNN_BATCH * EXAMPLE_FRAMES
 GROUP_SAMPLES = 2**23
 ON_ERROR_HINT = ("or set the config key features.on_error: skip to leave such clips out "
                  "(they are listed with the reason in results/<dataset>/skipped.csv)")
-
-
-@dataclass(frozen=True)
-class ExtractSettings:
-    extractor: str = "auto"
-    weights_dir: str = "resources/vggish"
-    download: bool = True
-    final_relu: bool = True
-    verify: bool = True
-    batch_clips: int = 32
-    workers: int = 2
-    device: str = "cpu"
-    on_error: str = "stop"
-    precision: str = "float32"
 
 
 def _checksum(vec: np.ndarray, digest: str) -> str:
@@ -270,6 +255,17 @@ def load_precomputed(paths: list[str], on_error: str = "stop",
     return np.stack([nan if r is None else r for r in rows])
 
 
+def precomputed_features(paths: list[str], on_error: str = "stop") -> tuple[np.ndarray, dict]:
+    """The clips' own vectors (`load_precomputed`) and the record `extract` writes, with the same keys."""
+    failed: dict[int, str] = {}
+    feats = load_precomputed(paths, on_error, failed)
+    info = {"extractor": PRECOMPUTED, "requested": PRECOMPUTED, "reason": "dataset.features_dir",
+            "n_clips": len(feats), "computed": 0, "from_cache": 0, "skipped": len(failed), "on_error": on_error,
+            "skipped_clips": [{"row": i, "path": paths[i], "reason": why} for i, why in sorted(failed.items())]}
+    log.info("FEATURE EXTRACTOR: %s (%s)", PRECOMPUTED, info["reason"])
+    return feats, info
+
+
 def _batched(items: list, size: int):
     for k in range(0, len(items), size):
         yield items[k:k + size]
@@ -372,22 +368,136 @@ def _groups(pieces: list, budget: int):
         yield group
 
 
-def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cache_root: Path,
-            progress: bool = True) -> tuple[np.ndarray, dict]:
-    """(N, 128) features of the files, in order, and a record of what was done.
+class _Extraction:
+    """The clips left to compute after the cache lookup, computed and pooled (one `extract` call).
 
-    A clip that cannot be decoded raises InputError (on_error "stop") or is skipped (on_error
-    "skip"): its row is NaN and `info["skipped_clips"]` lists {"row", "path", "reason"}.
+    Holds what the pieces share: the extractor and its model, the cache the vectors go to, the
+    running pooling, and per audio digest the vectors computed and the reasons of clips refused.
     """
-    if settings.on_error not in ON_ERROR:
-        raise InputError(f"features.on_error: '{settings.on_error}' is not one of {', '.join(ON_ERROR)}")
-    name, reason = choose_extractor(settings)
-    banner = f"FEATURE EXTRACTOR: {name} ({reason})"
-    log.warning(banner) if name != settings.extractor else log.info(banner)
-    device = torch.device(settings.device)
-    # Entries are keyed by the source of everything extraction runs (this module's import closure),
-    # so an edit to the decoding, frontend, network or pooling code never reuses old vectors.
+
+    def __init__(self, paths: list[str], digests: list[str], name: str, model, device: torch.device,
+                 cache: Cache, on_error: str) -> None:
+        self.paths, self.digests, self.name, self.model, self.device = paths, digests, name, model, device
+        self.cache, self.on_error = cache, on_error
+        self.unit = EXAMPLE_FRAMES if name == "vggish" else 1
+        self.pooling = _Pooling(name)
+        self.computed: dict[str, np.ndarray] = {}
+        self.failed: dict[str, str] = {}  # digest -> reason
+
+    def refuse(self, i: int, why: str) -> None:
+        """Clip i cannot be used: stop naming it, or (on_error "skip") remember why and go on."""
+        self.pooling.drop(i)
+        if self.on_error == "stop":
+            raise InputError(f"{self.paths[i]}: {why}; {ON_ERROR_HINT}")
+        self.failed[self.digests[i]] = why
+        log.warning("skipped %s: %s", self.paths[i], why)
+
+    def rows_of(self, group: list[tuple[int, np.ndarray, int, bool]]) -> list[np.ndarray]:
+        """Per piece: its examples' embeddings (vggish) or its log-mel frames (logmel), one frontend call."""
+        waves = [torch.from_numpy(wave).to(self.device) for _, wave, _, _ in group]
+        frames = [k for _, _, k, _ in group]
+        with torch.inference_mode():
+            logmel = pieces_logmel(waves, frames)
+            if self.name == "vggish":
+                out = self.model(logmel.view(-1, EXAMPLE_FRAMES, N_MELS))
+                sizes = [k // EXAMPLE_FRAMES for k in frames]
+            else:
+                out, sizes = logmel, frames
+            return [part.numpy() for part in torch.split(out.float().cpu(), sizes)]
+
+    def compute(self, pieces: list[tuple[int, np.ndarray, int, bool]]) -> None:
+        """Pool pieces (clip, samples, frames, last) into their clips; a clip is done with its last piece."""
+        for group in _groups(pieces, GROUP_SAMPLES):
+            try:
+                rows = self.rows_of(group)
+            except Exception as err:  # noqa: BLE001 - only allocation failures are handled, the rest re-raised
+                if not _out_of_memory(err):
+                    raise
+                if len(group) > 1:  # find the clip that does not fit: one piece at a time
+                    for piece in group:
+                        self.compute([piece])
+                    continue
+                self.refuse(group[0][0], _memory_reason(err, "computing its features"))
+                continue
+            for (i, _, _, last), values in zip(group, rows):
+                if self.digests[i] in self.failed:
+                    continue
+                self.pooling.add(i, values)
+                if last:
+                    self.finish(i)
+
+    def finish(self, i: int) -> None:
+        """Clip i's last piece is pooled: check its vector, cache it."""
+        vec = self.pooling.pop(i)
+        if not np.isfinite(vec).all():
+            self.refuse(i, "its features are not finite (extreme sample values?); replace or remove it")
+            return
+        self.cache.put(self.digests[i], vec)
+        self.computed[self.digests[i]] = vec
+
+    def begin(self, i: int) -> tuple[_Clip, tuple]:
+        """Open clip i and read its first piece (in a worker thread)."""
+        clip = _Clip(self.paths[i], self.unit)
+        return clip, clip.next()
+
+    def run(self, work: list[int], batch_clips: int, workers: int, progress: bool) -> None:
+        """Compute the clips `work`, a batch at a time, the next batch decoding while one computes.
+
+        The next batch decodes in the threads while this one goes through the frontend and CNN
+        (torch releases the GIL). A batch holds the first piece of each clip (all of a clip up to
+        PIECE_FRAMES); a longer clip then goes on piece by piece (`rest_of`). Memory holds two
+        batches of pieces (and one piece read ahead per clip, to tell its last), and one frontend
+        call of GROUP_SAMPLES, whatever the clips' lengths.
+        """
+        bar = tqdm(total=len(work), desc=f"extracting ({self.name})", unit="clip", disable=not progress)
+        chunks = list(_batched(work, max(1, batch_clips)))
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            def decode(chunk: list[int]) -> list[Future]:
+                return [pool.submit(self.begin, i) for i in chunk]
+
+            pending = decode(chunks[0]) if chunks else []
+            for n, chunk in enumerate(chunks):
+                started = [future.result() for future in pending]
+                pending = decode(chunks[n + 1]) if n + 1 < len(chunks) else []
+                ready, longer = [], []
+                for i, (clip, (piece, frames, last, why)) in zip(chunk, started):
+                    if piece is None:
+                        self.refuse(i, why)
+                        continue
+                    ready.append((i, piece, frames, last))
+                    if not last:
+                        longer.append((i, clip))
+                del started
+                self.compute(ready)
+                del ready
+                for i, clip in longer:
+                    self.rest_of(pool, i, clip)
+                bar.update(len(chunk))
+        bar.close()
+
+    def rest_of(self, pool: ThreadPoolExecutor, i: int, clip: _Clip) -> None:
+        """The pieces of a long clip after its first, its next piece decoding while one computes."""
+        ahead = pool.submit(clip.next)
+        while self.digests[i] not in self.failed:
+            piece, frames, last, why = ahead.result()
+            if piece is None:
+                self.refuse(i, why)
+                return
+            if not last:
+                ahead = pool.submit(clip.next)
+            self.compute([(i, piece, frames, last)])
+            if last:
+                return
+
+
+def _open_cache(name: str, settings: ExtractSettings, device: torch.device, cache_root: Path) -> tuple[Cache, object]:
+    """The cache for this extractor and its settings, and the VGGish model (None for logmel).
+
+    Entries are keyed by the source of everything extraction runs (this module's import closure),
+    so an edit to the decoding, frontend, network or pooling code never reuses old vectors.
+    """
     cache_settings = {"extractor": name, "code": modules_hash([__name__])}
+    model = None
     if name == "vggish":
         from rbl.vggish.weights import file_digest, find_or_fetch, load_extractor
 
@@ -400,7 +510,11 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
     cache = Cache(cache_root, cache_settings)
     cache.describe()
     cache.remove_stale_temporaries()
-    out = np.zeros((len(paths), DIM), dtype=np.float32)
+    return cache, model
+
+
+def _from_cache(cache: Cache, digests: list[str], out: np.ndarray) -> list[int]:
+    """Fill `out` with the cached vectors; the rows not in the cache."""
     todo = []
     for i, digest in enumerate(digests):
         vec = cache.get(digest)
@@ -408,114 +522,43 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
             todo.append(i)
         else:
             out[i] = vec
+    return todo
+
+
+def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cache_root: Path,
+            progress: bool = True) -> tuple[np.ndarray, dict]:
+    """(N, 128) features of the files, in order, and a record of what was done.
+
+    A clip that cannot be decoded raises InputError (on_error "stop") or is skipped (on_error
+    "skip"): its row is NaN and `info["skipped_clips"]` lists {"row", "path", "reason"}.
+    """
+    if settings.on_error not in ON_ERROR:
+        raise InputError(f"features.on_error: '{settings.on_error}' is not one of {', '.join(ON_ERROR)}")
+    if settings.extractor not in EXTRACTORS:
+        raise InputError(f"features.extractor: '{settings.extractor}' is not one of {', '.join(EXTRACTORS)}")
+    name, reason = choose_extractor(settings)
+    banner = f"FEATURE EXTRACTOR: {name} ({reason})"
+    log.warning(banner) if name != settings.extractor else log.info(banner)
+    device = torch.device(settings.device)
+    cache, model = _open_cache(name, settings, device, cache_root)
+    out = np.zeros((len(paths), DIM), dtype=np.float32)
+    todo = _from_cache(cache, digests, out)
     # Identical audio under two names is computed once.
     unique: dict[str, int] = {}
     for i in todo:
         unique.setdefault(digests[i], i)
     work = list(unique.values())
-    computed: dict[str, np.ndarray] = {}
-    failed: dict[str, str] = {}  # digest -> reason
-    unit = EXAMPLE_FRAMES if name == "vggish" else 1
-    pooling = _Pooling(name)
-
-    def refuse(i: int, why: str) -> None:
-        pooling.drop(i)
-        if settings.on_error == "stop":
-            raise InputError(f"{paths[i]}: {why}; {ON_ERROR_HINT}")
-        failed[digests[i]] = why
-        log.warning("skipped %s: %s", paths[i], why)
-
-    def rows_of(group: list[tuple[int, np.ndarray, int, bool]]) -> list[np.ndarray]:
-        """Per piece: its examples' embeddings (vggish) or its log-mel frames (logmel), one frontend call."""
-        waves = [torch.from_numpy(wave).to(device) for _, wave, _, _ in group]
-        frames = [k for _, _, k, _ in group]
-        with torch.inference_mode():
-            logmel = pieces_logmel(waves, frames)
-            if name == "vggish":
-                out, sizes = model(logmel.view(-1, EXAMPLE_FRAMES, N_MELS)), [k // EXAMPLE_FRAMES for k in frames]
-            else:
-                out, sizes = logmel, frames
-            return [part.numpy() for part in torch.split(out.float().cpu(), sizes)]
-
-    def compute(pieces: list[tuple[int, np.ndarray, int, bool]]) -> None:
-        """Pool pieces (clip, samples, frames, last) into their clips; a clip is done with its last piece."""
-        for group in _groups(pieces, GROUP_SAMPLES):
-            try:
-                rows = rows_of(group)
-            except Exception as err:  # noqa: BLE001 - only allocation failures are handled, the rest re-raised
-                if not _out_of_memory(err):
-                    raise
-                if len(group) > 1:  # find the clip that does not fit: one piece at a time
-                    for piece in group:
-                        compute([piece])
-                    continue
-                refuse(group[0][0], _memory_reason(err, "computing its features"))
-                continue
-            for (i, _, _, last), values in zip(group, rows):
-                if digests[i] in failed:
-                    continue
-                pooling.add(i, values)
-                if last:
-                    vec = pooling.pop(i)
-                    if not np.isfinite(vec).all():
-                        refuse(i, "its features are not finite (extreme sample values?); replace or remove it")
-                        continue
-                    cache.put(digests[i], vec)
-                    computed[digests[i]] = vec
-
-    def begin(i: int) -> tuple[_Clip, tuple]:
-        clip = _Clip(paths[i], unit)
-        return clip, clip.next()
-
-    bar = tqdm(total=len(work), desc=f"extracting ({name})", unit="clip", disable=not progress)
-    chunks = list(_batched(work, max(1, settings.batch_clips)))
-    with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
-        def decode(chunk: list[int]) -> list[Future]:
-            return [pool.submit(begin, i) for i in chunk]
-
-        # The next batch decodes in the threads while this one goes through the frontend and CNN
-        # (torch releases the GIL). A batch holds the first piece of each clip (all of a clip up to
-        # PIECE_FRAMES); a longer clip then goes on piece by piece, its next piece decoding while
-        # one computes. Memory holds two batches of pieces (and one piece read ahead per clip, to
-        # tell its last), and one frontend call of GROUP_SAMPLES, whatever the clips' lengths.
-        pending = decode(chunks[0]) if chunks else []
-        for n, chunk in enumerate(chunks):
-            started = [future.result() for future in pending]
-            pending = decode(chunks[n + 1]) if n + 1 < len(chunks) else []
-            ready, longer = [], []
-            for i, (clip, (piece, frames, last, why)) in zip(chunk, started):
-                if piece is None:
-                    refuse(i, why)
-                    continue
-                ready.append((i, piece, frames, last))
-                if not last:
-                    longer.append((i, clip))
-            del started
-            compute(ready)
-            del ready
-            for i, clip in longer:
-                ahead = pool.submit(clip.next)
-                while digests[i] not in failed:
-                    piece, frames, last, why = ahead.result()
-                    if piece is None:
-                        refuse(i, why)
-                        break
-                    if not last:
-                        ahead = pool.submit(clip.next)
-                    compute([(i, piece, frames, last)])
-                    if last:
-                        break
-            bar.update(len(chunk))
-    bar.close()
+    job = _Extraction(paths, digests, name, model, device, cache, settings.on_error)
+    job.run(work, settings.batch_clips, settings.workers, progress)
     skipped_clips = []
     for i in todo:
-        if digests[i] in failed:
+        if digests[i] in job.failed:
             out[i] = np.nan  # never a made-up vector: any use of this row shows up as NaN
-            skipped_clips.append({"row": i, "path": paths[i], "reason": failed[digests[i]]})
+            skipped_clips.append({"row": i, "path": paths[i], "reason": job.failed[digests[i]]})
         else:
-            out[i] = computed[digests[i]]
+            out[i] = job.computed[digests[i]]
     info = {"extractor": name, "requested": settings.extractor, "reason": reason,
-            "n_clips": len(paths), "computed": len(work) - len(failed), "from_cache": len(paths) - len(todo),
+            "n_clips": len(paths), "computed": len(work) - len(job.failed), "from_cache": len(paths) - len(todo),
             "skipped": len(skipped_clips), "on_error": settings.on_error, "skipped_clips": skipped_clips,
             "cache_rejected": cache.rejected, "cache_dir": str(cache.dir), "settings": asdict(settings)}
     log.info("features: %d clip(s) computed, %d from the cache, %d skipped", info["computed"],

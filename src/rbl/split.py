@@ -33,12 +33,25 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from rbl.data import SKIPPED, SPLITS
+from rbl.data import DRAWN_SPLITS, SKIPPED, UNSEEN
 from rbl.errors import InputError
 
 # The order of the draw intervals: train lowest, so a class's lowest draw is a train draw whenever
 # any of its groups drew train.
-ORDER = ("train", "val", "test_seen")
+ORDER = DRAWN_SPLITS
+
+
+def parse_fractions(text: str) -> dict[str, float]:
+    """`train=0.6,val=0.2,test_seen=0.2` (the --fractions flag) as {split: fraction}; make_splits checks them."""
+    fractions = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            fractions[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--fractions: '{item}' is not name=number "
+                             "(e.g. train=0.6,val=0.2,test_seen=0.2)") from None
+    return fractions
 
 
 def draw(seed: int, key: str) -> float:
@@ -167,7 +180,7 @@ def _check_not_empty(out: pd.DataFrame, lost: dict[str, int], explicit: bool, un
     """train and val need clips: say which split is empty, why, and which keys change it."""
     n = len(out)
     n_skipped = int((out["split"] == SKIPPED).sum())
-    n_unseen = int((out["split"] == "test_unseen").sum())
+    n_unseen = int((out["split"] == UNSEEN).sum())
     for name in ("train", "val"):
         if (out["split"] == name).any():
             continue
@@ -218,9 +231,9 @@ def make_splits(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: in
 
 def _assign(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: int,
             fractions: dict[str, float], seed: int) -> pd.DataFrame:
-    bad = [k for k in fractions if k not in SPLITS or k == "test_unseen"]
+    bad = [k for k in fractions if k not in DRAWN_SPLITS]
     if bad:
-        raise InputError(f"split.fractions: unknown split(s) {bad}; use train, val and test_seen")
+        raise InputError(f"split.fractions: unknown split(s) {bad}; use {', '.join(DRAWN_SPLITS)}")
     if not any(v > 0 for v in fractions.values()) or any(v < 0 for v in fractions.values()):
         raise InputError(f"split.fractions: {fractions} needs non-negative shares, at least one above 0")
     finest = levels[-1]
@@ -229,7 +242,7 @@ def _assign(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: int,
     unseen = choose_unseen(leaves, unseen_per_parent, seed) if unseen_per_parent > 0 else set()
     is_unseen = np.array([tuple(r) in unseen for r in manifest[levels].itertuples(index=False)], dtype=bool)
     split = np.empty(len(manifest), dtype=object)
-    split[is_unseen] = "test_unseen"
+    split[is_unseen] = UNSEEN
     seen = manifest[~is_unseen]
     if len(seen):
         # Stratify by the deepest known node, so incomplete labels spread like the others.

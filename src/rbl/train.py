@@ -30,8 +30,9 @@ from rbl.codehash import stage_hash
 from rbl.experiment import TrainSettings
 from rbl.losses.distances import pairwise_distance
 from rbl.metrics import mean_silhouette
-from rbl.model import Embedder
+from rbl.model import Embedder, embedding_size
 from rbl.sampling import BalancedBatches, random_batches
+from rbl.taxonomy import shuffle_leaves
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,21 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 SPREAD_SAMPLE = 256  # training clips whose embeddings' spread is tracked
 HISTORY = ("epoch", "loss", "val_silhouette", "spread")
 RESUME_FORMAT = 1  # bump when the resume file's layout changes: older files are then ignored
+
+
+def resolve_out_dim(settings: TrainSettings, leaves: int, in_dim: int) -> TrainSettings:
+    """The settings with out_dim "auto" replaced by the size for this many leaves (rbl.model.embedding_size)."""
+    if settings.out_dim != "auto":
+        return settings
+    return dataclasses.replace(settings, out_dim=embedding_size(leaves, in_dim))
+
+
+def training_labels(labels: np.ndarray, leaf_codes: np.ndarray, hierarchy: str, seed: int) -> np.ndarray:
+    """The labels a run trains (and early-stops) on: the true ones, or for hierarchy "random" (the
+    control) fine classes shuffled across parents, drawn from the run's seed. Evaluation uses the true ones."""
+    if hierarchy != "random":
+        return labels
+    return shuffle_leaves(labels, leaf_codes, np.random.default_rng([seed, 1]))
 
 
 def code_hash(root: Path | None = None) -> str:

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import math
@@ -14,7 +15,8 @@ SRC = Path(workflow.basedir, "src", "rbl")
 # hashes, code hashes), whichever rbl is installed.
 sys.path.insert(0, str(SRC.parent))
 from rbl import codehash, fingerprint
-from rbl.data import annotated_paths
+from rbl.data import EVAL_SPLITS, annotated_paths
+from rbl.feature_settings import ExtractSettings
 from rbl.errors import InputError
 
 
@@ -139,30 +141,32 @@ def clip_state():
     return fingerprint.state_digest(paths, dict(zip(present, digests)))
 
 
+def config_value(key):
+    """The config's value at a dotted key (e.g. features.vggish.weights_dir)."""
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
 def extractor_args():
-    """The extract stage's settings (precomputed features need none of them).
+    """The extract stage's settings as flags, one per field of rbl.feature_settings.ExtractSettings,
+    each from the config key the field names. Precomputed features use only on_error; the workers
+    are the rule's threads (Snakemake lowers them to --cores).
 
     Shell text: every value is quoted here (shlex.join), so the rule inserts it unquoted.
     """
-    if PRECOMPUTED:
-        return (
-            "--extractor precomputed --weights-dir none --download false --final-relu true "
-            "--verify true --batch-clips 1 --device cpu --cache-dir none"
-        )
-    features = config["features"]
-    vggish = features["vggish"]
-    settings = {
-        "extractor": EXTRACTOR,
-        "weights-dir": vggish["weights_dir"],
-        "download": vggish["download"],
-        "final-relu": vggish["final_relu"],
-        "verify": vggish["verify"],
-        "precision": vggish["precision"],
-        "batch-clips": features["batch_clips"],
-        "device": features["device"],
-        "cache-dir": features["cache_dir"],
-    }
-    return shlex.join(arg for k, v in settings.items() for arg in (f"--{k}", str(v)))
+    args = ["--extractor", EXTRACTOR]
+    for field in dataclasses.fields(ExtractSettings):
+        if field.name in ("extractor", "workers") or (
+            PRECOMPUTED and field.name != "on_error"
+        ):
+            continue
+        value = config_value(field.metadata["config"])
+        args += [f"--{field.name.replace('_', '-')}", str(value)]
+    if not PRECOMPUTED:
+        args += ["--cache-dir", config["features"]["cache_dir"]]
+    return shlex.join(args)
 
 
 def embed_inputs(wildcards):
@@ -180,7 +184,7 @@ def all_plots(wildcards=None):
     plots = [
         f"{RESULTS}/plots/embeddings/{exp}/seed{seeds_of(exp)[0]}_{split}.png"
         for exp in config["experiments"]
-        for split in ("val", "test_seen", "test_unseen")
+        for split in EVAL_SPLITS
     ]
     plots += [
         f"{RESULTS}/plots/training/{exp}.png"

@@ -18,11 +18,10 @@ rule extract:
     params:
         settings=extractor_args(),
         shards=SHARDS,
-        on_error=FEATURES["on_error"],
         code=code_version("extract"),
     shell:
         "rbl extract --manifest {input:q} {params.settings} --workers {threads} "
-        "--shard {wildcards.shard:q} --shards {params.shards:q} --on-error {params.on_error:q} "
+        "--shard {wildcards.shard:q} --shards {params.shards:q} "
         "--out {output.features:q} --info {output.info:q} 2> {log:q}"
 
 
