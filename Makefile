@@ -34,6 +34,8 @@ test: setup
 	python -m pytest
 
 lint: setup
+	ruff check .
+	ruff format --check .
 	snakemake --lint
 	snakefmt --check Snakefile workflow/rules
 

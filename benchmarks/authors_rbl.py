@@ -74,15 +74,20 @@ def label_strings(labels: np.ndarray | torch.Tensor) -> list[str]:
 
 # --- loss_functions/rank_based_loss.py -------------------------------------------------------------
 
+
 def compute_pair_gt_tree_distance(labels_pair_one: str, labels_pair_two: str, number_of_ranks: int) -> int:
     """Tree distance of two label strings ("leaf_root" or "leaf_mid_root"): 0, 2, 4 (or 6)."""
     if len(labels_pair_one.split("_")) == 3:
-        labels_one_expanded = [labels_pair_one,
-                               labels_pair_one.split("_")[1] + "_" + labels_pair_one.split("_")[2],
-                               labels_pair_one.split("_")[2]]
-        labels_two_expanded = [labels_pair_two,
-                               labels_pair_two.split("_")[1] + "_" + labels_pair_two.split("_")[2],
-                               labels_pair_two.split("_")[2]]
+        labels_one_expanded = [
+            labels_pair_one,
+            labels_pair_one.split("_")[1] + "_" + labels_pair_one.split("_")[2],
+            labels_pair_one.split("_")[2],
+        ]
+        labels_two_expanded = [
+            labels_pair_two,
+            labels_pair_two.split("_")[1] + "_" + labels_pair_two.split("_")[2],
+            labels_pair_two.split("_")[2],
+        ]
         rank = 0
         i = 0
         while i < len(labels_one_expanded):  # CHANGED (2): was i <= len(...), an IndexError at i == 3
@@ -114,14 +119,16 @@ def pre_compute_rank_map(number_of_ranks: int, hierarchical_labels: list[str]) -
     pair_rank = torch.tensor(list(range(number_pairs))) * -1
     rank_map = torch.zeros((number_of_ranks + 1, number_pairs))
     for pair_index, (idx1, idx2) in enumerate(pairs_indexes):
-        rank_index = compute_pair_gt_tree_distance(hierarchical_labels[idx1], hierarchical_labels[idx2],
-                                                   number_of_ranks)
+        rank_index = compute_pair_gt_tree_distance(
+            hierarchical_labels[idx1], hierarchical_labels[idx2], number_of_ranks
+        )
         rank_map[rank_index, pair_index] = 1
         pair_rank[pair_index] = rank_index
     return rank_map, pair_rank
 
 
 # --- utils/distance_functions.py -------------------------------------------------------------------
+
 
 def compute_pairwise_cosine_distances(minibatch_embeddings: torch.Tensor, full_matrix: bool = False) -> torch.Tensor:
     """1 - x_i . x_j for unit-norm rows (the model normalises): upper-triangle vector or full matrix."""
@@ -132,8 +139,9 @@ def compute_pairwise_cosine_distances(minibatch_embeddings: torch.Tensor, full_m
     return D
 
 
-def compute_pairwise_euclidean_distances(minibatch_embeddings: torch.Tensor, d: int, n: int,
-                                         full_matrix: bool = False) -> torch.Tensor:
+def compute_pairwise_euclidean_distances(
+    minibatch_embeddings: torch.Tensor, d: int, n: int, full_matrix: bool = False
+) -> torch.Tensor:
     """Euclidean distances of the columns of a (d, n) tensor, through the (d, n, n) differences."""
     X_view1 = minibatch_embeddings.reshape(d, n, 1)
     X_view2 = minibatch_embeddings.reshape(d, 1, n)
@@ -147,8 +155,15 @@ def compute_pairwise_euclidean_distances(minibatch_embeddings: torch.Tensor, d: 
 
 # --- loss_functions/rank_based_loss.py -------------------------------------------------------------
 
-def compute_rank_based_loss(batch_size: int, minibatch_embedding_coordinates: torch.Tensor, minibatch_labels,
-                            minibatch_rank_map: torch.Tensor, number_of_ranks: int, distance: str):
+
+def compute_rank_based_loss(
+    batch_size: int,
+    minibatch_embedding_coordinates: torch.Tensor,
+    minibatch_labels,
+    minibatch_rank_map: torch.Tensor,
+    number_of_ranks: int,
+    distance: str,
+):
     """RbL: (loss, target distance per pair, pair distances, 1 where a pair sits in its rank's block)."""
     device = minibatch_embedding_coordinates.device  # CHANGED (1): was 'cuda' when available, else unset
 
@@ -159,7 +174,9 @@ def compute_rank_based_loss(batch_size: int, minibatch_embedding_coordinates: to
     if distance == "euclidean":
         embedding_pairwise_distances = compute_pairwise_euclidean_distances(
             torch.transpose(minibatch_embedding_coordinates, 0, 1).to(device),
-            minibatch_embedding_coordinates.shape[1], batch_size)
+            minibatch_embedding_coordinates.shape[1],
+            batch_size,
+        )
     elif distance == "cosine":
         embedding_pairwise_distances = compute_pairwise_cosine_distances(minibatch_embedding_coordinates.to(device))
 
@@ -172,7 +189,7 @@ def compute_rank_based_loss(batch_size: int, minibatch_embedding_coordinates: to
     # 3 target distance of each rank: the rank-th smallest distance (gradient through it)
     target_distances_per_rank = torch.ones(number_of_ranks).to(device) * -1
     target_distances_per_rank = embedding_pairwise_distances[sorted_embedding_distances_indexes]
-    target_distances_per_rank = target_distances_per_rank[0:number_of_ranks + 1]
+    target_distances_per_rank = target_distances_per_rank[0 : number_of_ranks + 1]
 
     # 4 is each pair inside its rank's block of sorted positions?
     min_position_sorted_distances_array = torch.zeros((number_of_ranks + 1, 1)).to(device)
@@ -186,43 +203,56 @@ def compute_rank_based_loss(batch_size: int, minibatch_embedding_coordinates: to
     min_position_sorted_distances_array_pair = min_position_sorted_distances_array[rank_map_perpair].to(device)
     max_position_sorted_distances_array_pair = max_position_sorted_distances_array[rank_map_perpair].to(device) - 1
 
-    I_correct_position_pairsA = sorted_pairs_indexes.reshape(number_pairs, 1) <= max_position_sorted_distances_array_pair
-    I_correct_position_pairsB = sorted_pairs_indexes.reshape(number_pairs, 1) >= min_position_sorted_distances_array_pair
+    I_correct_position_pairsA = (
+        sorted_pairs_indexes.reshape(number_pairs, 1) <= max_position_sorted_distances_array_pair
+    )
+    I_correct_position_pairsB = (
+        sorted_pairs_indexes.reshape(number_pairs, 1) >= min_position_sorted_distances_array_pair
+    )
     I_correct_position_pairs = I_correct_position_pairsA == I_correct_position_pairsB
     I_correct_position_pairs = I_correct_position_pairs.long().to(device)
 
     # 5 loss per pair
     Loss_per_pair = (1 - torch.transpose(I_correct_position_pairs, 0, 1)) * (
-        (embedding_pairwise_distances - target_distance_per_pair) ** 2)
+        (embedding_pairwise_distances - target_distance_per_pair) ** 2
+    )
     return torch.mean(Loss_per_pair), target_distance_per_pair, embedding_pairwise_distances, I_correct_position_pairs
 
 
-def authors_batch_loss(embeddings: torch.Tensor, labels: list[str], number_of_ranks: int,
-                       distance: str = "cosine") -> torch.Tensor:
+def authors_batch_loss(
+    embeddings: torch.Tensor, labels: list[str], number_of_ranks: int, distance: str = "cosine"
+) -> torch.Tensor:
     """One step's loss as train_RbL computes it from the model's last layer output (before its L2
     normalisation, which SingleLayerHypersphereConstraint.forward applies)."""
     embeddings = torch.nn.functional.normalize(embeddings, p=2)
     minibatch_rank_map, _ = pre_compute_rank_map(number_of_ranks, hierarchical_labels=labels)
-    return compute_rank_based_loss(embeddings.shape[0], embeddings, labels, minibatch_rank_map,
-                                   number_of_ranks, distance)[0]
+    return compute_rank_based_loss(
+        embeddings.shape[0], embeddings, labels, minibatch_rank_map, number_of_ranks, distance
+    )[0]
 
 
 # --- utils/evaluation.py ---------------------------------------------------------------------------
 
+
 def evaluate_cluster_quality_based_gt_annotations(embeddings: np.ndarray, labels_gt, distance: str = "cosine") -> float:
     """scikit-learn's silhouette score on the precomputed pairwise distance matrix."""
     if distance == "cosine":
-        Pairwise_distances_between_samples = compute_pairwise_cosine_distances(torch.tensor(embeddings), full_matrix=True)
+        Pairwise_distances_between_samples = compute_pairwise_cosine_distances(
+            torch.tensor(embeddings), full_matrix=True
+        )
         Pairwise_distances_between_samples.fill_diagonal_(0)
         Pairwise_distances_between_samples[np.where(Pairwise_distances_between_samples <= (-1 * np.inf))] = 0
     elif distance == "euclidean":
         Pairwise_distances_between_samples = compute_pairwise_euclidean_distances(
-            torch.transpose(torch.tensor(embeddings), 0, 1), embeddings.shape[1], embeddings.shape[0], full_matrix=True)
-    return silhouette_score(Pairwise_distances_between_samples.detach().numpy(), labels_gt, metric="precomputed",
-                            sample_size=None)
+            torch.transpose(torch.tensor(embeddings), 0, 1), embeddings.shape[1], embeddings.shape[0], full_matrix=True
+        )
+    return silhouette_score(
+        Pairwise_distances_between_samples.detach().numpy(), labels_gt, metric="precomputed", sample_size=None
+    )
 
 
 # --- models/SingleLayer_net.py and data_functions.py -----------------------------------------------
+
 
 class SingleLayerHypersphereConstraint(torch.nn.Module):
     """The paper's model: one linear layer and L2 normalisation; it holds its SGD optimiser."""
@@ -260,9 +290,19 @@ class RankBasedLossHierarchicalLabelsEmbeddings(Dataset):
 
 # --- loss_functions/rank_based_loss.py -------------------------------------------------------------
 
-def train_RbL(model, training_generator, validation_generator, output_folder: str, early_stopping_patience: int,
-              save_embeddings_to_plot: bool, n_epochs: int, configs: dict, distance: str = "euclidean",
-              number_of_ranks: int = 6) -> str:
+
+def train_RbL(
+    model,
+    training_generator,
+    validation_generator,
+    output_folder: str,
+    early_stopping_patience: int,
+    save_embeddings_to_plot: bool,
+    n_epochs: int,
+    configs: dict,
+    distance: str = "euclidean",
+    number_of_ranks: int = 6,
+) -> str:
     """Train for up to n_epochs; keep the checkpoint of the best validation average silhouette."""
     train_losses = []
     valid_losses = []
@@ -291,13 +331,17 @@ def train_RbL(model, training_generator, validation_generator, output_folder: st
             minibatch_rank_map, _ = pre_compute_rank_map(number_of_ranks, hierarchical_labels=y_batch)
 
             if distance == "cosine":
-                loss, target_distance_per_pair, embedding_pairwise_distances, I_correct_position_pairs = \
-                    compute_rank_based_loss(embeddings.shape[0], embeddings, y_batch, minibatch_rank_map,
-                                            number_of_ranks, distance)
+                loss, target_distance_per_pair, embedding_pairwise_distances, I_correct_position_pairs = (
+                    compute_rank_based_loss(
+                        embeddings.shape[0], embeddings, y_batch, minibatch_rank_map, number_of_ranks, distance
+                    )
+                )
             elif distance == "euclidean":
-                loss, target_distance_per_pair, embedding_pairwise_distances, I_correct_position_pairs = \
-                    compute_rank_based_loss(embeddings.shape[0], embeddings, y_batch, minibatch_rank_map,
-                                            number_of_ranks, distance)
+                loss, target_distance_per_pair, embedding_pairwise_distances, I_correct_position_pairs = (
+                    compute_rank_based_loss(
+                        embeddings.shape[0], embeddings, y_batch, minibatch_rank_map, number_of_ranks, distance
+                    )
+                )
 
             if save_embeddings_to_plot and epoch % 100 == 0:
                 losses_to_plot.append(loss)
@@ -313,8 +357,9 @@ def train_RbL(model, training_generator, validation_generator, output_folder: st
 
         if save_embeddings_to_plot and epoch % 100 == 0:
             embeddings_plot_array = np.delete(embeddings_plot_array, range(configs["BATCH_SIZE"]), 0)
-            with open(os.path.join(output_folder, "Embeddings_plot", "batch_embeddings_at_" + str(plot_frame) + ".csv"),
-                      "wb") as f:
+            with open(
+                os.path.join(output_folder, "Embeddings_plot", "batch_embeddings_at_" + str(plot_frame) + ".csv"), "wb"
+            ) as f:
                 np.save(f, embeddings_plot_array)
             with open(os.path.join(output_folder, "Embeddings_plot", "LABELS_embeddings_to_plot.csv"), "wb") as fl:
                 np.save(fl, labels)
@@ -331,40 +376,58 @@ def train_RbL(model, training_generator, validation_generator, output_folder: st
             for x_val, y_val in validation_generator:
                 embeddings_val = model(x_val)
 
-                val_embeddings_every_epoch = np.concatenate((val_embeddings_every_epoch,
-                                                             embeddings_val.detach().numpy()), axis=0)
+                val_embeddings_every_epoch = np.concatenate(
+                    (val_embeddings_every_epoch, embeddings_val.detach().numpy()), axis=0
+                )
                 val_labels_every_epoch = np.concatenate((val_labels_every_epoch, np.asarray(y_val)))
 
                 minibatch_rank_map_val, _ = pre_compute_rank_map(number_of_ranks, hierarchical_labels=y_val)
-                val_loss, _, _, _ = compute_rank_based_loss(embeddings_val.shape[0], embeddings_val, y_val,
-                                                            minibatch_rank_map_val, number_of_ranks, distance)
+                val_loss, _, _, _ = compute_rank_based_loss(
+                    embeddings_val.shape[0], embeddings_val, y_val, minibatch_rank_map_val, number_of_ranks, distance
+                )
                 valid_losses.append(val_loss.item())
 
             val_embeddings_every_epoch = np.delete(val_embeddings_every_epoch, range(configs["BATCH_SIZE"]), 0)
 
-        train_clusters_score_IDlabels = evaluate_cluster_quality_based_gt_annotations(embeddings_every_epoch,
-                                                                                      labels_every_epoch)
+        train_clusters_score_IDlabels = evaluate_cluster_quality_based_gt_annotations(
+            embeddings_every_epoch, labels_every_epoch
+        )
         labels_species_every_epoch = [l.split("_")[1] for l in labels_every_epoch]
         train_clusters_score_SPECIESlabels = evaluate_cluster_quality_based_gt_annotations(
-            embeddings_every_epoch, labels_species_every_epoch)
+            embeddings_every_epoch, labels_species_every_epoch
+        )
 
-        val_clusters_score_IDlabels = evaluate_cluster_quality_based_gt_annotations(val_embeddings_every_epoch,
-                                                                                    val_labels_every_epoch)
+        val_clusters_score_IDlabels = evaluate_cluster_quality_based_gt_annotations(
+            val_embeddings_every_epoch, val_labels_every_epoch
+        )
         val_labels_species_every_epoch = [l.split("_")[1] for l in val_labels_every_epoch]
         val_clusters_score_SPECIESlabels = evaluate_cluster_quality_based_gt_annotations(
-            val_embeddings_every_epoch, val_labels_species_every_epoch)
+            val_embeddings_every_epoch, val_labels_species_every_epoch
+        )
 
         avg_sils = (val_clusters_score_IDlabels + val_clusters_score_SPECIESlabels) / 2
         train_loss = np.average(train_losses)
         val_loss = np.average(valid_losses)
 
         # CHANGED (3): wandb.log(...) left out, as in the published version
-        print("Epoch", epoch, ", Loss:", round(train_loss, 3), "Val_loss:", round(val_loss, 3),
-              "silhouete_score_ID_labels:", train_clusters_score_IDlabels,
-              "silhouette_score_species_labels", train_clusters_score_SPECIESlabels,
-              "VAL_silhouette_score_IDlabels", val_clusters_score_IDlabels,
-              "VAL_silhouette_score_SPECIESlabels", val_clusters_score_SPECIESlabels,
-              "VAL_averaged_silhouette_scores:", avg_sils)
+        print(
+            "Epoch",
+            epoch,
+            ", Loss:",
+            round(train_loss, 3),
+            "Val_loss:",
+            round(val_loss, 3),
+            "silhouete_score_ID_labels:",
+            train_clusters_score_IDlabels,
+            "silhouette_score_species_labels",
+            train_clusters_score_SPECIESlabels,
+            "VAL_silhouette_score_IDlabels",
+            val_clusters_score_IDlabels,
+            "VAL_silhouette_score_SPECIESlabels",
+            val_clusters_score_SPECIESlabels,
+            "VAL_averaged_silhouette_scores:",
+            avg_sils,
+        )
 
         if avg_sils > best_avg_sils:
             checkpoint = {"net_dict": model.state_dict(), "val_loss": val_loss, "epoch": epoch}
@@ -375,8 +438,16 @@ def train_RbL(model, training_generator, validation_generator, output_folder: st
                 os.remove(temporary_best_checkpoint)
 
             temporary_best_checkpoint = os.path.join(
-                output_folder, "Checkpoint" + "_epoch" + str(epoch) + "_valloss" + str(round(val_loss, 2))
-                + "_val_avg_sils" + str(round(avg_sils, 2)) + ".pt")
+                output_folder,
+                "Checkpoint"
+                + "_epoch"
+                + str(epoch)
+                + "_valloss"
+                + str(round(val_loss, 2))
+                + "_val_avg_sils"
+                + str(round(avg_sils, 2))
+                + ".pt",
+            )
             print("Saving parameters to", temporary_best_checkpoint)
             torch.save(checkpoint, temporary_best_checkpoint)
 

@@ -41,10 +41,20 @@ def save_seconds(folder: Path, settings: TrainSettings, repeats: int = 50) -> fl
     optimizer = make_optimizer(settings, model.parameters())
     model(torch.zeros(2, 128)).sum().backward()
     optimizer.step()
-    state = {"format": RESUME_FORMAT, "key": "0" * 64, "epoch": SCHEDULE - 1, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "best_state": dict(model.state_dict()), "best_epoch": 1,
-             "best_score": 0.1, "warned": False, "history": torch.from_numpy(np.zeros((SCHEDULE, 4))),
-             "torch_rng": torch.get_rng_state(), "numpy_rng": "{}"}
+    state = {
+        "format": RESUME_FORMAT,
+        "key": "0" * 64,
+        "epoch": SCHEDULE - 1,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "best_state": dict(model.state_dict()),
+        "best_epoch": 1,
+        "best_score": 0.1,
+        "warned": False,
+        "history": torch.from_numpy(np.zeros((SCHEDULE, 4))),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": "{}",
+    }
     resume = ResumeFile(folder / "state.pt", 1)
     times = []
     for _ in range(repeats):
@@ -64,8 +74,16 @@ def main() -> None:
     torch.set_num_threads(1)
     name, xt, yt, xv, yv = load(args.synthetic)
     print(f"data: {name}; train {xt.shape}; {args.epochs} epochs x {args.rounds} rounds, torch {torch.__version__}")
-    settings = TrainSettings(target="edge", optimizer="sgd", lr=1e-5, batch_size=12, max_epochs=args.epochs,
-                             patience=args.epochs, out_dim=3, hidden=())
+    settings = TrainSettings(
+        target="edge",
+        optimizer="sgd",
+        lr=1e-5,
+        batch_size=12,
+        max_epochs=args.epochs,
+        patience=args.epochs,
+        out_dim=3,
+        hidden=(),
+    )
     cpu = torch.device("cpu")
     fit(xt, yt, xv, yv, TrainSettings(target="edge", max_epochs=2, out_dim=3, hidden=()), 0, cpu, progress=False)
     times: dict[str, list[float]] = {"baseline (no saves)": [], **{f"every {n}": [] for n in args.every}}
@@ -83,10 +101,14 @@ def main() -> None:
     base = min(times["baseline (no saves)"])
     print(f"\n{'':20} {'ms/epoch min':>13} {'median':>8} {'overhead (min)':>15}")
     for label, values in times.items():
-        print(f"{label:20} {min(values) * 1e3:13.2f} {statistics.median(values) * 1e3:8.2f} "
-              f"{(min(values) / base - 1) * 100:14.1f}%")
-    print(f"\none save with the schedule's full {SCHEDULE}-row history: {one_save * 1e3:.2f} ms "
-          f"({one_save / base * 100:.0f}% of an epoch)")
+        print(
+            f"{label:20} {min(values) * 1e3:13.2f} {statistics.median(values) * 1e3:8.2f} "
+            f"{(min(values) / base - 1) * 100:14.1f}%"
+        )
+    print(
+        f"\none save with the schedule's full {SCHEDULE}-row history: {one_save * 1e3:.2f} ms "
+        f"({one_save / base * 100:.0f}% of an epoch)"
+    )
 
 
 if __name__ == "__main__":

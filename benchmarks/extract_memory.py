@@ -84,14 +84,21 @@ class Sampler(threading.Thread):
         return self.samples
 
 
-def part_ours(paths: list[str], weights_dir: str, cache: str, batch_clips: int, workers: int,
-              keep: bool = False) -> dict:
-    from rbl.fingerprint import file_sha256
+def part_ours(
+    paths: list[str], weights_dir: str, cache: str, batch_clips: int, workers: int, keep: bool = False
+) -> dict:
     from rbl.features import ExtractSettings, extract
+    from rbl.fingerprint import file_sha256
 
     digests = [file_sha256(p) for p in paths]  # the ingest stage's job; not timed
-    settings = ExtractSettings(extractor="vggish", weights_dir=weights_dir, download=False, verify=False,
-                               batch_clips=batch_clips, workers=workers)
+    settings = ExtractSettings(
+        extractor="vggish",
+        weights_dir=weights_dir,
+        download=False,
+        verify=False,
+        batch_clips=batch_clips,
+        workers=workers,
+    )
     before = current_rss()
     sampler = Sampler()
     sampler.start()
@@ -109,8 +116,14 @@ def part_baseline(paths: list[str]) -> dict:
 
     before_peak, before = peak_rss(), current_rss()
     waves = [audio.load(p) for p in paths]
-    return {"clips": len(waves), "peak": peak_rss(), "before_peak": before_peak, "before": before,
-            "held": current_rss(), "samples_bytes": sum(w.nbytes for w in waves)}
+    return {
+        "clips": len(waves),
+        "peak": peak_rss(),
+        "before_peak": before_peak,
+        "before": before,
+        "held": current_rss(),
+        "samples_bytes": sum(w.nbytes for w in waves),
+    }
 
 
 def write_long_clip(path: Path, seconds: float, seed: int, rate: int = 16000, block_seconds: int = 60) -> None:
@@ -182,12 +195,27 @@ def long_clips(args: argparse.Namespace, root: Path) -> None:
             write_long_clip(path, seconds, seed=k)
     if not (root / "weights").is_dir():
         synthetic.write_weights(root / "weights")
-    print(f"{args.long_clips} WAV file(s) of {args.long_hours:g} h at 16 kHz ready in {folder} "
-          f"({time.perf_counter() - start:.0f} s); load average {load_average()}", flush=True)
-    common = ["--workdir", str(root), "--long-clips", str(args.long_clips), "--long-hours", str(args.long_hours),
-              "--batch-clips", str(args.batch_clips), "--workers", str(args.workers)]
-    print("\n| path | clips | audio (h) | seconds | RSS before | RSS at 25 / 50 / 75 / 100 % of the run | peak RSS "
-          "| load average after |")
+    print(
+        f"{args.long_clips} WAV file(s) of {args.long_hours:g} h at 16 kHz ready in {folder} "
+        f"({time.perf_counter() - start:.0f} s); load average {load_average()}",
+        flush=True,
+    )
+    common = [
+        "--workdir",
+        str(root),
+        "--long-clips",
+        str(args.long_clips),
+        "--long-hours",
+        str(args.long_hours),
+        "--batch-clips",
+        str(args.batch_clips),
+        "--workers",
+        str(args.workers),
+    ]
+    print(
+        "\n| path | clips | audio (h) | seconds | RSS before | RSS at 25 / 50 / 75 / 100 % of the run | peak RSS "
+        "| load average after |"
+    )
     print("|---|---:|---:|---:|---:|---|---:|---|")
     results = {}
     for part in ("long-ours", "long-baseline"):
@@ -195,16 +223,22 @@ def long_clips(args: argparse.Namespace, root: Path) -> None:
         r = results[part] = run_part(["--part", part, "--cache", cache, *common])
         marks = " / ".join(f"{b / MiB:,.0f}" for b in at_fractions(r["samples"]))
         name = "ours (pieces)" if part == "long-ours" else "baseline (whole clips)"
-        print(f"| {name} | {r['clips']} | {r['clips'] * args.long_hours:g} | {r['seconds']:.0f} "
-              f"| {r['before'] / MiB:,.0f} MiB | {marks} MiB | {r['peak'] / MiB:,.0f} MiB | {load_average()} |",
-              flush=True)
+        print(
+            f"| {name} | {r['clips']} | {r['clips'] * args.long_hours:g} | {r['seconds']:.0f} "
+            f"| {r['before'] / MiB:,.0f} MiB | {marks} MiB | {r['peak'] / MiB:,.0f} MiB | {load_average()} |",
+            flush=True,
+        )
     ours, base = np.load(root / "long_ours.npy"), np.load(root / "long_baseline.npy")
     peak = results["long-ours"]["peak"]
-    print(f"\nours: peak RSS {peak / MiB:,.0f} MiB ({peak / 1e9:.2f} GB) on {args.long_clips} clip(s) of "
-          f"{args.long_hours:g} h; baseline {results['long-baseline']['peak'] / 1e9:.2f} GB; target < 2 GB: "
-          f"{'met' if peak < TARGET_BYTES else 'missed'}")
-    print(f"same pooled embeddings (quantised 0..255, means over {int(seconds // 0.96)} examples): max |difference| "
-          f"{np.abs(ours - base).max():.3g}, values differing {(ours != base).sum()} of {ours.size}")
+    print(
+        f"\nours: peak RSS {peak / MiB:,.0f} MiB ({peak / 1e9:.2f} GB) on {args.long_clips} clip(s) of "
+        f"{args.long_hours:g} h; baseline {results['long-baseline']['peak'] / 1e9:.2f} GB; target < 2 GB: "
+        f"{'met' if peak < TARGET_BYTES else 'missed'}"
+    )
+    print(
+        f"same pooled embeddings (quantised 0..255, means over {int(seconds // 0.96)} examples): max |difference| "
+        f"{np.abs(ours - base).max():.3g}, values differing {(ours != base).sum()} of {ours.size}"
+    )
 
 
 def run_part(args: list[str]) -> dict:
@@ -226,14 +260,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clips", type=int, default=10_000, help="clips in the largest run (the target is 10,000)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each clip")
-    p.add_argument("--steps", type=int, nargs="*", default=[500, 2000],
-                   help="smaller runs, to show how memory grows with the clip count")
+    p.add_argument(
+        "--steps",
+        type=int,
+        nargs="*",
+        default=[500, 2000],
+        help="smaller runs, to show how memory grows with the clip count",
+    )
     p.add_argument("--baseline-clips", type=int, default=500, help="clips decoded and held by the baseline")
     p.add_argument("--batch-clips", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--workdir", default="", help="keep the WAV files and weights here (reused between runs)")
-    p.add_argument("--long-clips", type=int, default=0,
-                   help="instead: this many long clips, ours against the whole-clip path (issue 13)")
+    p.add_argument(
+        "--long-clips",
+        type=int,
+        default=0,
+        help="instead: this many long clips, ours against the whole-clip path (issue 13)",
+    )
     p.add_argument("--long-hours", type=float, default=1.0, help="length of each long clip in hours")
     p.add_argument("--part", choices=["ours", "baseline", "long-ours", "long-baseline"], help=argparse.SUPPRESS)
     p.add_argument("--cache", help=argparse.SUPPRESS)
@@ -273,20 +316,36 @@ def main() -> None:
             synthetic.write_clips(wav, largest - have, args.seconds, 16000, start=have)
         if not (root / "weights").is_dir():
             synthetic.write_weights(root / "weights")
-        print(f"{largest} WAV files of {args.seconds:g} s at 16 kHz ready in {root} "
-              f"({time.perf_counter() - start:.0f} s); load average {load_average()}", flush=True)
-        common = ["--workdir", str(root), "--seconds", str(args.seconds), "--batch-clips", str(args.batch_clips),
-                  "--workers", str(args.workers)]
+        print(
+            f"{largest} WAV files of {args.seconds:g} s at 16 kHz ready in {root} "
+            f"({time.perf_counter() - start:.0f} s); load average {load_average()}",
+            flush=True,
+        )
+        common = [
+            "--workdir",
+            str(root),
+            "--seconds",
+            str(args.seconds),
+            "--batch-clips",
+            str(args.batch_clips),
+            "--workers",
+            str(args.workers),
+        ]
 
         base = run_part(["--part", "baseline", "--clips", str(args.baseline_clips), *common])
         growth = base["held"] - base["before"]
         per_clip = growth / base["clips"]
-        print(f"baseline: {base['clips']} clips decoded and held in a list: RSS grows {growth / MiB:,.0f} MiB "
-              f"({per_clip / MiB:.2f} MiB per clip; the float32 samples alone are "
-              f"{base['samples_bytes'] / base['clips'] / MiB:.2f} MiB per clip)", flush=True)
+        print(
+            f"baseline: {base['clips']} clips decoded and held in a list: RSS grows {growth / MiB:,.0f} MiB "
+            f"({per_clip / MiB:.2f} MiB per clip; the float32 samples alone are "
+            f"{base['samples_bytes'] / base['clips'] / MiB:.2f} MiB per clip)",
+            flush=True,
+        )
 
-        print("\n| clips | audio (h) | seconds | clips/s | RSS before | RSS at 25 / 50 / 75 / 100 % of the run "
-              "| peak RSS | load average after |")
+        print(
+            "\n| clips | audio (h) | seconds | clips/s | RSS before | RSS at 25 / 50 / 75 / 100 % of the run "
+            "| peak RSS | load average after |"
+        )
         print("|---:|---:|---:|---:|---:|---|---:|---|")
         results = []
         for n in sorted({*args.steps, args.clips}):
@@ -294,19 +353,25 @@ def main() -> None:
             r = run_part(["--part", "ours", "--clips", str(n), "--cache", cache, *common])
             results.append(r)
             marks = " / ".join(f"{b / MiB:,.0f}" for b in at_fractions(r["samples"]))
-            print(f"| {n:,} | {n * args.seconds / 3600:.2f} | {r['seconds']:.0f} | {n / r['seconds']:.2f} "
-                  f"| {r['before'] / MiB:,.0f} MiB | {marks} MiB | {r['peak'] / MiB:,.0f} MiB | {load_average()} |",
-                  flush=True)
+            print(
+                f"| {n:,} | {n * args.seconds / 3600:.2f} | {r['seconds']:.0f} | {n / r['seconds']:.2f} "
+                f"| {r['before'] / MiB:,.0f} MiB | {marks} MiB | {r['peak'] / MiB:,.0f} MiB | {load_average()} |",
+                flush=True,
+            )
 
         largest_run = results[-1]
-        print(f"\nours, {largest_run['clips']:,} clips: peak RSS {largest_run['peak'] / MiB:,.0f} MiB "
-              f"({largest_run['peak'] / 1e9:.2f} GB); target < 2 GB at 10,000 clips: "
-              f"{'met' if largest_run['peak'] < TARGET_BYTES else 'missed'}"
-              + ("" if largest_run["clips"] >= 10_000 else f" at {largest_run['clips']:,} clips"))
+        print(
+            f"\nours, {largest_run['clips']:,} clips: peak RSS {largest_run['peak'] / MiB:,.0f} MiB "
+            f"({largest_run['peak'] / 1e9:.2f} GB); target < 2 GB at 10,000 clips: "
+            f"{'met' if largest_run['peak'] < TARGET_BYTES else 'missed'}"
+            + ("" if largest_run["clips"] >= 10_000 else f" at {largest_run['clips']:,} clips")
+        )
         for n in sorted({args.clips, 10_000}):
-            print(f"baseline scaled to {n:,} clips: the decoded waveforms alone take about "
-                  f"{per_clip * n / 2**30:,.1f} GiB ({per_clip / MiB:.2f} MiB per clip measured on "
-                  f"{base['clips']} clips, x {n:,}), before any model, examples or features")
+            print(
+                f"baseline scaled to {n:,} clips: the decoded waveforms alone take about "
+                f"{per_clip * n / 2**30:,.1f} GiB ({per_clip / MiB:.2f} MiB per clip measured on "
+                f"{base['clips']} clips, x {n:,}), before any model, examples or features"
+            )
 
 
 if __name__ == "__main__":

@@ -40,13 +40,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from rbl import audio  # noqa: E402
+from rbl.features import ExtractSettings, extract  # noqa: E402
+from rbl.fingerprint import file_sha256  # noqa: E402
+from rbl.vggish import clip_examples, load_extractor  # noqa: E402
+
 import synthetic  # noqa: E402
 import torchvggish_style  # noqa: E402
-
-from rbl import audio  # noqa: E402
-from rbl.fingerprint import file_sha256  # noqa: E402
-from rbl.features import ExtractSettings, extract  # noqa: E402
-from rbl.vggish import clip_examples, load_extractor  # noqa: E402
 
 TARGET_RATIO = 2.0  # issue 6, on this 2-core machine
 
@@ -73,8 +73,12 @@ def run_baseline(paths: list[str], weights: tuple[Path, Path]) -> tuple[float, n
 def agreement(ours: np.ndarray, base: np.ndarray) -> dict:
     diff = np.abs(ours.astype(np.float64) - base)
     rel = np.linalg.norm(ours - base, axis=1) / np.linalg.norm(base, axis=1)
-    return {"max_abs": float(diff.max()), "max_rel": float(rel.max()),
-            "clips_differing": int((diff.max(axis=1) > 0).sum()), "n": len(ours)}
+    return {
+        "max_abs": float(diff.max()),
+        "max_rel": float(rel.max()),
+        "clips_differing": int((diff.max(axis=1) > 0).sum()),
+        "n": len(ours),
+    }
 
 
 def breakdown_ours(paths: list[str], weights_dir: Path, batch_clips: int) -> dict[str, float]:
@@ -84,7 +88,7 @@ def breakdown_ours(paths: list[str], weights_dir: Path, batch_clips: int) -> dic
     with torch.inference_mode():
         for k in range(0, len(paths), batch_clips):
             start = time.perf_counter()
-            waves = [torch.from_numpy(audio.load(p)) for p in paths[k:k + batch_clips]]
+            waves = [torch.from_numpy(audio.load(p)) for p in paths[k : k + batch_clips]]
             mid = time.perf_counter()
             t["decode+resample"] += mid - start
             examples, index = clip_examples(waves)
@@ -133,14 +137,21 @@ def bf16_error(paths: list[str], weights_dir: Path) -> dict:
                 raw = model.embed_raw(examples)
             seconds[name] = time.perf_counter() - start
             raw = raw.float()
-            out[name] = (model.pool(model.postprocessor(raw), index, len(waves)).numpy(),
-                         model.pool(raw, index, len(waves)).numpy())
+            out[name] = (
+                model.pool(model.postprocessor(raw), index, len(waves)).numpy(),
+                model.pool(raw, index, len(waves)).numpy(),
+            )
     (q32, r32), (q16, r16) = out["fp32"], out["bf16"]
     rel_q = np.linalg.norm(q16 - q32, axis=1) / np.linalg.norm(q32, axis=1)
     rel_r = np.linalg.norm(r16 - r32, axis=1) / np.linalg.norm(r32, axis=1)
-    return {"n_clips": len(paths), "n_examples": len(examples), "max_rel": float(rel_q.max()),
-            "median_rel": float(np.median(rel_q)), "max_rel_raw": float(rel_r.max()),
-            "cnn_ex_per_s": {k: len(examples) / v for k, v in seconds.items()}}
+    return {
+        "n_clips": len(paths),
+        "n_examples": len(examples),
+        "max_rel": float(rel_q.max()),
+        "median_rel": float(np.median(rel_q)),
+        "max_rel_raw": float(rel_r.max()),
+        "cnn_ex_per_s": {k: len(examples) / v for k, v in seconds.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,22 +170,33 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"machine: {platform.processor() or platform.machine()}, nproc {os.cpu_count()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, numpy {np.__version__}, "
-          f"python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, nproc {os.cpu_count()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, numpy {np.__version__}, "
+        f"python {platform.python_version()}"
+    )
     print(f"load average at start: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="rbl_extract_speed_") as tmp:
         root = Path(tmp)
         weights_dir = root / "weights"
         weights = synthetic.write_weights(weights_dir)
-        settings = ExtractSettings(extractor="vggish", weights_dir=str(weights_dir), download=False, verify=False,
-                                   batch_clips=args.batch_clips, workers=args.workers)
-        files = {rate: synthetic.write_clips(root / f"wav{rate}", args.clips, args.seconds, rate)
-                 for rate in args.rates}
+        settings = ExtractSettings(
+            extractor="vggish",
+            weights_dir=str(weights_dir),
+            download=False,
+            verify=False,
+            batch_clips=args.batch_clips,
+            workers=args.workers,
+        )
+        files = {
+            rate: synthetic.write_clips(root / f"wav{rate}", args.clips, args.seconds, rate) for rate in args.rates
+        }
         digests = {rate: [file_sha256(p) for p in paths] for rate, paths in files.items()}
         audio_seconds = args.clips * args.seconds
-        print(f"{args.clips} clips of {args.seconds:g} s per rate ({audio_seconds:g} s of audio), "
-              f"batch_clips {args.batch_clips}, workers {args.workers}, {args.rounds} rounds\n")
+        print(
+            f"{args.clips} clips of {args.seconds:g} s per rate ({audio_seconds:g} s of audio), "
+            f"batch_clips {args.batch_clips}, workers {args.workers}, {args.rounds} rounds\n"
+        )
 
         times: dict[int, dict[str, list[float]]] = {rate: {"ours": [], "baseline": []} for rate in args.rates}
         last: dict[int, dict[str, np.ndarray]] = {rate: {} for rate in args.rates}
@@ -188,42 +210,55 @@ def main(argv: list[str] | None = None) -> None:
                         sec, feats = run_baseline(files[rate], weights)
                     times[rate][who].append(sec)
                     last[rate][who] = feats
-                    print(f"round {r + 1} {rate} Hz {who:8s} {sec:7.2f} s  "
-                          f"({audio_seconds / sec:6.1f}x real time)  load {load_average()}", flush=True)
+                    print(
+                        f"round {r + 1} {rate} Hz {who:8s} {sec:7.2f} s  "
+                        f"({audio_seconds / sec:6.1f}x real time)  load {load_average()}",
+                        flush=True,
+                    )
 
-        print("\n| WAV rate | ours x real time (median / best) | ours clips/s | baseline x real time (median / best) "
-              "| baseline clips/s | ours / baseline (medians) | target >= 2x |")
+        print(
+            "\n| WAV rate | ours x real time (median / best) | ours clips/s | baseline x real time (median / best) "
+            "| baseline clips/s | ours / baseline (medians) | target >= 2x |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---|")
         for rate in args.rates:
             ours, base = statistics.median(times[rate]["ours"]), statistics.median(times[rate]["baseline"])
             best_o, best_b = min(times[rate]["ours"]), min(times[rate]["baseline"])
             ratio = base / ours
-            print(f"| {rate} | {audio_seconds / ours:.1f} / {audio_seconds / best_o:.1f} | {args.clips / ours:.2f} "
-                  f"| {audio_seconds / base:.1f} / {audio_seconds / best_b:.1f} | {args.clips / base:.2f} "
-                  f"| {ratio:.2f}x | {'met' if ratio >= TARGET_RATIO else 'missed'} |")
+            print(
+                f"| {rate} | {audio_seconds / ours:.1f} / {audio_seconds / best_o:.1f} | {args.clips / ours:.2f} "
+                f"| {audio_seconds / base:.1f} / {audio_seconds / best_b:.1f} | {args.clips / base:.2f} "
+                f"| {ratio:.2f}x | {'met' if ratio >= TARGET_RATIO else 'missed'} |"
+            )
 
         print("\nsame pooled embeddings (quantised 0..255, ours vs baseline):")
         for rate in args.rates:
             a = agreement(last[rate]["ours"], last[rate]["baseline"])
-            print(f"  {rate} Hz: max |difference| {a['max_abs']:.4g}, max relative (L2 per clip) {a['max_rel']:.2e}, "
-                  f"{a['clips_differing']} of {a['n']} clips differ at all")
+            print(
+                f"  {rate} Hz: max |difference| {a['max_abs']:.4g}, max relative (L2 per clip) {a['max_rel']:.2e}, "
+                f"{a['clips_differing']} of {a['n']} clips differ at all"
+            )
 
         if not args.no_breakdown:
             rate = args.rates[-1]
             print(f"\nwhere the time goes ({rate} Hz files, stages run one after another, seconds):")
-            for name, stages in (("ours", breakdown_ours(files[rate], weights_dir, args.batch_clips)),
-                                 ("baseline", breakdown_baseline(files[rate], weights))):
+            for name, stages in (
+                ("ours", breakdown_ours(files[rate], weights_dir, args.batch_clips)),
+                ("baseline", breakdown_baseline(files[rate], weights)),
+            ):
                 total = sum(stages.values())
                 parts = ", ".join(f"{k} {v:.2f} ({100 * v / total:.0f}%)" for k, v in stages.items())
                 print(f"  {name}: {total:.2f} s = {parts}")
 
         if args.bf16_clips:
-            e = bf16_error(files[args.rates[0]][:args.bf16_clips], weights_dir)
+            e = bf16_error(files[args.rates[0]][: args.bf16_clips], weights_dir)
             speed = ", ".join(f"{k} {v:.1f}" for k, v in e["cnn_ex_per_s"].items())
-            print(f"\nbf16 (CPU autocast, CNN only) vs fp32 on {e['n_clips']} clips ({e['n_examples']} examples): "
-                  f"pooled embeddings max relative error {e['max_rel']:.2e} (median {e['median_rel']:.2e}; "
-                  f"before PCA/quantisation {e['max_rel_raw']:.2e}); target < 1e-2: "
-                  f"{'met' if e['max_rel'] < 1e-2 else 'missed'}. CNN examples/s: {speed}")
+            print(
+                f"\nbf16 (CPU autocast, CNN only) vs fp32 on {e['n_clips']} clips ({e['n_examples']} examples): "
+                f"pooled embeddings max relative error {e['max_rel']:.2e} (median {e['median_rel']:.2e}; "
+                f"before PCA/quantisation {e['max_rel_raw']:.2e}); target < 1e-2: "
+                f"{'met' if e['max_rel'] < 1e-2 else 'missed'}. CNN examples/s: {speed}"
+            )
     print(f"\nload average at end: {load_average()}")
 
 

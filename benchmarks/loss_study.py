@@ -93,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     base = base_settings(args.config, args.base)
     variants = [parse_variant(v, base) for v in args.variant]
     torch.set_num_threads(1)
-    rows = [{"variant": "InitEmb", "seed": 0, "split": s, "level": lv, "silhouette": v, "epoch": 0}
-            for (s, lv), v in silhouettes(x, labels, split, levels).items()]
+    rows = [
+        {"variant": "InitEmb", "seed": 0, "split": s, "level": lv, "silhouette": v, "epoch": 0}
+        for (s, lv), v in silhouettes(x, labels, split, levels).items()
+    ]
     train, val = split == "train", split == "val"
     for name, settings in variants:
         if settings.out_dim == "auto":
@@ -104,22 +106,34 @@ def main(argv: list[str] | None = None) -> int:
             if settings.hierarchy == "random":
                 y = shuffle_leaves(labels, taxonomy.leaf_codes(), np.random.default_rng([seed, 1]))
             start = time.perf_counter()
-            checkpoint, _ = fit(x[train], y[train], x[val], y[val], settings, seed, torch.device("cpu"),
-                                      progress=False)
+            checkpoint, _ = fit(x[train], y[train], x[val], y[val], settings, seed, torch.device("cpu"), progress=False)
             with torch.no_grad():
                 emb = load_model(checkpoint, torch.device("cpu"))(torch.as_tensor(x, dtype=torch.float32)).numpy()
             for (s, lv), v in silhouettes(emb, labels, split, levels).items():
-                rows.append({"variant": name, "seed": seed, "split": s, "level": lv, "silhouette": v,
-                             "epoch": checkpoint["epoch"]})
+                rows.append(
+                    {
+                        "variant": name,
+                        "seed": seed,
+                        "split": s,
+                        "level": lv,
+                        "silhouette": v,
+                        "epoch": checkpoint["epoch"],
+                    }
+                )
             spread = checkpoint["spread"]
-            print(f"{name} seed {seed}: best epoch {checkpoint['epoch']}, val {checkpoint['val_silhouette']:.3f}, "
-                  f"spread {spread:.3f}, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"{name} seed {seed}: best epoch {checkpoint['epoch']}, val {checkpoint['val_silhouette']:.3f}, "
+                f"spread {spread:.3f}, {time.perf_counter() - start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, index=False)
     summary = table.groupby(["variant", "split", "level"], sort=False)["silhouette"].agg(["mean", "std"])
-    cells = summary.apply(lambda r: f"{r['mean']:.3f}" + ("" if np.isnan(r["std"]) else f" ± {r['std']:.3f}"),
-                          axis=1).unstack(["split", "level"])
+    cells = summary.apply(
+        lambda r: f"{r['mean']:.3f}" + ("" if np.isnan(r["std"]) else f" ± {r['std']:.3f}"), axis=1
+    ).unstack(["split", "level"])
     cells.columns = [f"{s} {lv}" for s, lv in cells.columns]
     print(cells.to_markdown())
     return 0

@@ -31,8 +31,9 @@ def make_data(n: int, dim: int = 128, seed: int = 0) -> tuple[np.ndarray, np.nda
     rng = np.random.default_rng(seed)
     fine = rng.integers(0, 100, size=n)
     coarse = fine // 10
-    emb = (0.25 * rng.normal(size=(10, dim))[coarse] + 0.25 * rng.normal(size=(100, dim))[fine]
-           + rng.normal(size=(n, dim))).astype(np.float32)
+    emb = (
+        0.25 * rng.normal(size=(10, dim))[coarse] + 0.25 * rng.normal(size=(100, dim))[fine] + rng.normal(size=(n, dim))
+    ).astype(np.float32)
     split = np.empty(n, dtype=object)
     unseen = fine % 10 == 9
     split[unseen] = "test_unseen"
@@ -40,8 +41,8 @@ def make_data(n: int, dim: int = 128, seed: int = 0) -> tuple[np.ndarray, np.nda
     order = rng.permutation(seen)
     n_train, n_val = int(0.6 * n), int(0.2 * n)
     split[order[:n_train]] = "train"
-    split[order[n_train:n_train + n_val]] = "val"
-    split[order[n_train + n_val:]] = "test_seen"
+    split[order[n_train : n_train + n_val]] = "val"
+    split[order[n_train + n_val :]] = "test_seen"
     return emb, np.stack([coarse, fine], axis=1), split.astype(str)
 
 
@@ -61,8 +62,13 @@ def part_ours(n: int, threads: int) -> dict:
     table = evaluate_embeddings(emb, labels, split, LEVELS)
     seconds = time.perf_counter() - start
     counts = {s: int((split == s).sum()) for s in np.unique(split)}
-    return {"peak_mib": peak_mib(), "peak_before_mib": before, "seconds": seconds, "splits": counts,
-            "table": table.drop(columns="reason").to_dict(orient="records")}
+    return {
+        "peak_mib": peak_mib(),
+        "peak_before_mib": before,
+        "seconds": seconds,
+        "splits": counts,
+        "table": table.drop(columns="reason").to_dict(orient="records"),
+    }
 
 
 def part_naive(n: int) -> dict:
@@ -100,12 +106,16 @@ def main() -> None:
     scale = (args.n / args.naive_n) ** 2
     naive_growth = naive["peak_mib"] - naive["peak_before_mib"]
     print(f"evaluate_embeddings, N={args.n:,} x 128 (splits {ours['splits']}), {args.threads} threads:")
-    print(f"  peak RSS {ours['peak_mib']:,.0f} MiB for the whole process "
-          f"({ours['peak_before_mib']:,.0f} MiB before evaluating: Python, torch, data); {ours['seconds']:.1f} s")
+    print(
+        f"  peak RSS {ours['peak_mib']:,.0f} MiB for the whole process "
+        f"({ours['peak_before_mib']:,.0f} MiB before evaluating: Python, torch, data); {ours['seconds']:.1f} s"
+    )
     print(f"naive baseline: scikit-learn pairwise_distances(cosine) on N={args.naive_n:,}:")
-    print(f"  peak RSS grows {naive_growth:,.0f} MiB (matrix {naive['matrix_mib']:,.0f} MiB float64) in "
-          f"{naive['seconds']:.1f} s -> x{scale:,.0f} at N={args.n:,}: ~{naive_growth * scale / 1024:,.0f} GiB")
-    print(f"  a float32 N x N matrix at N={args.n:,} alone: {args.n ** 2 * 4 / 2**30:,.1f} GiB")
+    print(
+        f"  peak RSS grows {naive_growth:,.0f} MiB (matrix {naive['matrix_mib']:,.0f} MiB float64) in "
+        f"{naive['seconds']:.1f} s -> x{scale:,.0f} at N={args.n:,}: ~{naive_growth * scale / 1024:,.0f} GiB"
+    )
+    print(f"  a float32 N x N matrix at N={args.n:,} alone: {args.n**2 * 4 / 2**30:,.1f} GiB")
     rows = [r for r in ours["table"] if r["split"] == "test_seen"]
     print("test_seen rows (random embeddings with a weak class signal):")
     for r in rows:

@@ -41,9 +41,9 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from authors_rbl import authors_batch_loss, label_strings  # noqa: E402
-
 from rbl.losses import RankBasedLoss  # noqa: E402
+
+from authors_rbl import authors_batch_loss, label_strings  # noqa: E402
 
 TARGETS_MS = {12: 0.18, 256: 0.41}  # from the issue: 10x and 1000x faster than the authors' code
 POOL = 16  # different random batches per batch size
@@ -99,7 +99,7 @@ def measure(n: int, device: str, rounds: int, reps: dict[str, int]) -> dict[str,
     names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for k in range(rounds):
-        for name in names[k % len(names):] + names[:k % len(names)]:
+        for name in names[k % len(names) :] + names[: k % len(names)]:
             times[name] += [t * 1e3 for t in time_calls(fns[name], pool, reps[name], sync)]
     return times
 
@@ -118,8 +118,19 @@ def main() -> None:
         f"torch and BLAS threads {torch.get_num_threads()}, OMP_NUM_THREADS {os.environ['OMP_NUM_THREADS']}, "
         f"MKL_NUM_THREADS {os.environ['MKL_NUM_THREADS']}, nproc {os.cpu_count()}, rounds {args.rounds}"
     )
-    header = ("batch", "gap ms", "(min)", "reference ms", "(min)", "authors ms", "(min)", "authors/ref", "authors/gap",
-              "gap target", "load 1-min")
+    header = (
+        "batch",
+        "gap ms",
+        "(min)",
+        "reference ms",
+        "(min)",
+        "authors ms",
+        "(min)",
+        "authors/ref",
+        "authors/gap",
+        "gap target",
+        "load 1-min",
+    )
     widths = (5, 8, 7, 12, 7, 10, 8, 11, 11, 11, 11)
     for device in devices:
         name = torch.cuda.get_device_name() if device == "cuda" else _cpu_name()
@@ -127,8 +138,11 @@ def main() -> None:
         print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths)))
         for n in args.batches:
             pairs = n * (n - 1) // 2
-            reps = {"gap": 200 if n <= 256 else 20, "reference": 50 if n <= 256 else 4,
-                    "authors": max(1, 6000 // pairs)}
+            reps = {
+                "gap": 200 if n <= 256 else 20,
+                "reference": 50 if n <= 256 else 4,
+                "authors": max(1, 6000 // pairs),
+            }
             load_before = os.getloadavg()[0]
             t = measure(n, device, args.rounds, reps)
             load_after = os.getloadavg()[0]

@@ -29,8 +29,10 @@ def write_weights(folder: Path, seed: int = 0) -> tuple[Path, Path]:
         else:
             cnn[key] = torch.randn(shape, generator=gen) * 0.1
     rng = np.random.default_rng(seed + 1)
-    pca = {"pca_eigen_vectors": (rng.standard_normal((128, 128)) / np.sqrt(128) * 3).astype(np.float32),
-           "pca_means": (rng.standard_normal((128, 1)) * 0.3).astype(np.float32)}
+    pca = {
+        "pca_eigen_vectors": (rng.standard_normal((128, 128)) / np.sqrt(128) * 3).astype(np.float32),
+        "pca_means": (rng.standard_normal((128, 1)) * 0.3).astype(np.float32),
+    }
     torch.save(cnn, folder / CNN_FILENAME)
     torch.save(pca, folder / PCA_FILENAME)
     return folder / CNN_FILENAME, folder / PCA_FILENAME

@@ -62,14 +62,19 @@ def hertz_to_mel(frequencies_hertz):
     return 1127.0 * np.log(1.0 + (frequencies_hertz / 700.0))
 
 
-def spectrogram_to_mel_matrix(num_mel_bins: int, num_spectrogram_bins: int, audio_sample_rate: int,
-                              lower_edge_hertz: float, upper_edge_hertz: float) -> np.ndarray:
+def spectrogram_to_mel_matrix(
+    num_mel_bins: int,
+    num_spectrogram_bins: int,
+    audio_sample_rate: int,
+    lower_edge_hertz: float,
+    upper_edge_hertz: float,
+) -> np.ndarray:
     nyquist_hertz = audio_sample_rate / 2.0
     spectrogram_bins_mel = hertz_to_mel(np.linspace(0.0, nyquist_hertz, num_spectrogram_bins))
     band_edges_mel = np.linspace(hertz_to_mel(lower_edge_hertz), hertz_to_mel(upper_edge_hertz), num_mel_bins + 2)
     mel_weights_matrix = np.empty((num_spectrogram_bins, num_mel_bins))
     for i in range(num_mel_bins):
-        lower_edge_mel, center_mel, upper_edge_mel = band_edges_mel[i:i + 3]
+        lower_edge_mel, center_mel, upper_edge_mel = band_edges_mel[i : i + 3]
         lower_slope = (spectrogram_bins_mel - lower_edge_mel) / (center_mel - lower_edge_mel)
         upper_slope = (upper_edge_mel - spectrogram_bins_mel) / (upper_edge_mel - center_mel)
         mel_weights_matrix[:, i] = np.maximum(0.0, np.minimum(lower_slope, upper_slope))
@@ -77,15 +82,26 @@ def spectrogram_to_mel_matrix(num_mel_bins: int, num_spectrogram_bins: int, audi
     return mel_weights_matrix
 
 
-def log_mel_spectrogram(data: np.ndarray, audio_sample_rate: int, log_offset: float, window_length_secs: float,
-                        hop_length_secs: float, **kwargs) -> np.ndarray:
+def log_mel_spectrogram(
+    data: np.ndarray,
+    audio_sample_rate: int,
+    log_offset: float,
+    window_length_secs: float,
+    hop_length_secs: float,
+    **kwargs,
+) -> np.ndarray:
     window_length_samples = int(round(audio_sample_rate * window_length_secs))
     hop_length_samples = int(round(audio_sample_rate * hop_length_secs))
     fft_length = 2 ** int(np.ceil(np.log(window_length_samples) / np.log(2.0)))
-    spectrogram = stft_magnitude(data, fft_length=fft_length, hop_length=hop_length_samples,
-                                 window_length=window_length_samples)
-    mel_spectrogram = np.dot(spectrogram, spectrogram_to_mel_matrix(
-        num_spectrogram_bins=spectrogram.shape[1], audio_sample_rate=audio_sample_rate, **kwargs))
+    spectrogram = stft_magnitude(
+        data, fft_length=fft_length, hop_length=hop_length_samples, window_length=window_length_samples
+    )
+    mel_spectrogram = np.dot(
+        spectrogram,
+        spectrogram_to_mel_matrix(
+            num_spectrogram_bins=spectrogram.shape[1], audio_sample_rate=audio_sample_rate, **kwargs
+        ),
+    )
     return np.log(mel_spectrogram + log_offset)
 
 
@@ -95,9 +111,15 @@ def log_mel_spectrogram(data: np.ndarray, audio_sample_rate: int, log_offset: fl
 def log_mel_16k(data: np.ndarray) -> np.ndarray:
     """waveform_to_examples' log-mel step, with vggish_params, of a 16 kHz waveform: (frames, 64)."""
     return log_mel_spectrogram(
-        data, audio_sample_rate=SAMPLE_RATE, log_offset=LOG_OFFSET,
-        window_length_secs=STFT_WINDOW_LENGTH_SECONDS, hop_length_secs=STFT_HOP_LENGTH_SECONDS,
-        num_mel_bins=NUM_MEL_BINS, lower_edge_hertz=MEL_MIN_HZ, upper_edge_hertz=MEL_MAX_HZ)
+        data,
+        audio_sample_rate=SAMPLE_RATE,
+        log_offset=LOG_OFFSET,
+        window_length_secs=STFT_WINDOW_LENGTH_SECONDS,
+        hop_length_secs=STFT_HOP_LENGTH_SECONDS,
+        num_mel_bins=NUM_MEL_BINS,
+        lower_edge_hertz=MEL_MIN_HZ,
+        upper_edge_hertz=MEL_MAX_HZ,
+    )
 
 
 def waveform_to_examples(data: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -137,9 +159,13 @@ class VGG(nn.Module):
                 in_channels = int(v)
         self.features = nn.Sequential(*layers)
         self.embeddings = nn.Sequential(
-            nn.Linear(512 * 4 * 6, 4096), nn.ReLU(True),
-            nn.Linear(4096, 4096), nn.ReLU(True),
-            nn.Linear(4096, 128), nn.ReLU(True))
+            nn.Linear(512 * 4 * 6, 4096),
+            nn.ReLU(True),
+            nn.Linear(4096, 4096),
+            nn.ReLU(True),
+            nn.Linear(4096, 128),
+            nn.ReLU(True),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)

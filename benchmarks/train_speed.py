@@ -52,15 +52,15 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from rbl.experiment import TrainSettings  # noqa: E402
+from rbl.train import fit  # noqa: E402
+
 from authors_rbl import (  # noqa: E402
     RankBasedLossHierarchicalLabelsEmbeddings,
     SingleLayerHypersphereConstraint,
     label_strings,
     train_RbL,
 )
-
-from rbl.experiment import TrainSettings  # noqa: E402
-from rbl.train import fit  # noqa: E402
 
 TUT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tut2016-vggish"
 SCHEDULE = 8000  # the paper's run: 8000 epochs of 40 batches of 12
@@ -111,18 +111,35 @@ def authors_run(train, val, folder: Path):
     configs = {"EMBEDDINGS_SIZE": 128, "output_EMBEDDINGS_SIZE": 3, "LR": LR, "BATCH_SIZE": 12}
     training_generator = torch.utils.data.DataLoader(
         RankBasedLossHierarchicalLabelsEmbeddings(train_table, str(folder / "train")),
-        batch_size=12, shuffle=False, drop_last=False)
+        batch_size=12,
+        shuffle=False,
+        drop_last=False,
+    )
     validation_generator = torch.utils.data.DataLoader(
         RankBasedLossHierarchicalLabelsEmbeddings(tables[1], str(folder / "val")),
-        batch_size=12, shuffle=True, drop_last=False)
+        batch_size=12,
+        shuffle=True,
+        drop_last=False,
+    )
     (folder / "checkpoints").mkdir()
     torch.manual_seed(0)
     model = SingleLayerHypersphereConstraint(configs)
 
     def run(n_epochs: int) -> None:
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            train_RbL(model, training_generator, validation_generator, str(folder / "checkpoints"), n_epochs,
-                      False, n_epochs, configs, distance="cosine", number_of_ranks=4)
+            train_RbL(
+                model,
+                training_generator,
+                validation_generator,
+                str(folder / "checkpoints"),
+                n_epochs,
+                False,
+                n_epochs,
+                configs,
+                distance="cosine",
+                number_of_ranks=4,
+            )
+
     return run
 
 
@@ -131,9 +148,18 @@ def ours_run(train, val, target: str):
     (xt, yt, _), (xv, yv, _) = train, val
 
     def run(n_epochs: int) -> None:
-        settings = TrainSettings(target=target, optimizer="sgd", lr=LR, batch_size=12, max_epochs=n_epochs,
-                                 patience=n_epochs, out_dim=3, hidden=())
+        settings = TrainSettings(
+            target=target,
+            optimizer="sgd",
+            lr=LR,
+            batch_size=12,
+            max_epochs=n_epochs,
+            patience=n_epochs,
+            out_dim=3,
+            hidden=(),
+        )
         fit(xt, yt, xv, yv, settings, 0, torch.device("cpu"), progress=False)
+
     return run
 
 
@@ -143,21 +169,28 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50, help="epochs of each of ours per round")
     parser.add_argument("--baseline-epochs", type=int, default=5, help="epochs of the authors' loop per round")
     parser.add_argument("--synthetic", action="store_true", help="random features instead of TUT")
-    parser.add_argument("--full", action="store_true",
-                        help="then run ours (gap target) once through the whole 8000-epoch schedule and time it")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="then run ours (gap target) once through the whole 8000-epoch schedule and time it",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     threadpool_limits(1)
     name, train, val = load(args.synthetic)
     print(f"data: {name}; train {train[0].shape}, val {val[0].shape}")
-    print(f"machine: {platform.processor() or platform.machine()}, nproc {os.cpu_count()}, torch "
-          f"{torch.__version__} ({torch.get_num_threads()} thread), OMP_NUM_THREADS {os.environ['OMP_NUM_THREADS']}, "
-          f"MKL_NUM_THREADS {os.environ['MKL_NUM_THREADS']}, numpy {np.__version__}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, nproc {os.cpu_count()}, torch "
+        f"{torch.__version__} ({torch.get_num_threads()} thread), OMP_NUM_THREADS {os.environ['OMP_NUM_THREADS']}, "
+        f"MKL_NUM_THREADS {os.environ['MKL_NUM_THREADS']}, numpy {np.__version__}, python {platform.python_version()}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {"ours, reference": (ours_run(train, val, "reference"), args.epochs),
-                "ours, gap": (ours_run(train, val, "gap"), args.epochs),
-                "authors": (authors_run(train, val, Path(tmp)), args.baseline_epochs)}
+        runs = {
+            "ours, reference": (ours_run(train, val, "reference"), args.epochs),
+            "ours, gap": (ours_run(train, val, "gap"), args.epochs),
+            "authors": (authors_run(train, val, Path(tmp)), args.baseline_epochs),
+        }
         for run, _ in runs.values():  # warm-up (numba compilation, first file reads)
             run(2)
         names = list(runs)
@@ -166,33 +199,42 @@ def main() -> None:
         print(f"\n{'round':>5} " + " ".join(f"{k + ' ms/epoch':>24}" for k in names) + f" {'load 1-min':>12}")
         for k in range(args.rounds):
             before = os.getloadavg()[0]
-            for key in names[k % len(names):] + names[:k % len(names)]:
+            for key in names[k % len(names) :] + names[: k % len(names)]:
                 run, epochs = runs[key]
                 start = time.perf_counter()
                 run(epochs)
                 ms[key].append((time.perf_counter() - start) / epochs * 1e3)
             loads.append((before, os.getloadavg()[0]))
-            print(f"{k:>5} " + " ".join(f"{ms[key][-1]:>24.1f}" for key in names)
-                  + f" {loads[-1][0]:>5.2f}-{loads[-1][1]:<5.2f}")
+            print(
+                f"{k:>5} "
+                + " ".join(f"{ms[key][-1]:>24.1f}" for key in names)
+                + f" {loads[-1][0]:>5.2f}-{loads[-1][1]:<5.2f}"
+            )
 
     lo, hi = min(min(p) for p in loads), max(max(p) for p in loads)
     print(f"\n{'':16} {'median ms/epoch':>15} {'(min)':>7} {'epochs/round':>12} {'8000 epochs':>12}  load 1-min")
     for key in names:
         med = statistics.median(ms[key])
-        print(f"{key:16} {med:15.1f} {min(ms[key]):7.1f} {runs[key][1]:12d} {med * SCHEDULE / 1e3:11.0f}s"
-              f"  {lo:.2f}-{hi:.2f}")
+        print(
+            f"{key:16} {med:15.1f} {min(ms[key]):7.1f} {runs[key][1]:12d} {med * SCHEDULE / 1e3:11.0f}s"
+            f"  {lo:.2f}-{hi:.2f}"
+        )
     if args.full:
         before, start = os.getloadavg()[0], time.perf_counter()
         ours_run(train, val, "gap")(SCHEDULE)
-        print(f"ours, gap: all {SCHEDULE} epochs run in {time.perf_counter() - start:.0f} s (measured), "
-              f"load 1-min {before:.2f}-{os.getloadavg()[0]:.2f}")
+        print(
+            f"ours, gap: all {SCHEDULE} epochs run in {time.perf_counter() - start:.0f} s (measured), "
+            f"load 1-min {before:.2f}-{os.getloadavg()[0]:.2f}"
+        )
     base = statistics.median(ms["authors"])
     for key in names[:2]:
         ours = statistics.median(ms[key])
         paired = statistics.median(a / b for a, b in zip(ms["authors"], ms[key]))  # same round, same load
-        print(f"authors / {key}: {base / ours:.1f}x (median of the rounds' ratios {paired:.1f}x); "
-              f"8000 epochs projected {ours * SCHEDULE / 1e3:.0f} s: "
-              f"target under {TARGET_S} s {'met' if ours * SCHEDULE / 1e3 < TARGET_S else 'missed'}")
+        print(
+            f"authors / {key}: {base / ours:.1f}x (median of the rounds' ratios {paired:.1f}x); "
+            f"8000 epochs projected {ours * SCHEDULE / 1e3:.0f} s: "
+            f"target under {TARGET_S} s {'met' if ours * SCHEDULE / 1e3 < TARGET_S else 'missed'}"
+        )
 
 
 if __name__ == "__main__":

@@ -140,17 +140,29 @@ def relabel(root: Path, row: int) -> tuple[str, str, str]:
 def write_config(workdir: Path, shards: int) -> None:
     """The dataset's config: logmel on the CPU, `shards` extraction jobs, InitEmb and a one-epoch RbL."""
     config = {
-        "dataset": {"name": NAME, "audio_root": "data/audio", "annotations": "data/annotations.csv",
-                    "taxonomy": "data/taxonomy.csv"},
+        "dataset": {
+            "name": NAME,
+            "audio_root": "data/audio",
+            "annotations": "data/annotations.csv",
+            "taxonomy": "data/taxonomy.csv",
+        },
         "split": {"seed": 0, "unseen_per_parent": 1, "fractions": {"train": 0.6, "val": 0.2, "test_seen": 0.2}},
-        "features": {"extractor": "logmel", "shards": shards, "gpus": 0, "cache_dir": "results/cache/features",
-                     "batch_clips": 256, "workers": 2, "device": "cpu",
-                     "vggish": {"weights_dir": "weights", "download": False, "final_relu": True, "verify": True}},
+        "features": {
+            "extractor": "logmel",
+            "shards": shards,
+            "gpus": 0,
+            "cache_dir": "results/cache/features",
+            "batch_clips": 256,
+            "workers": 2,
+            "device": "cpu",
+            "vggish": {"weights_dir": "weights", "download": False, "final_relu": True, "verify": True},
+        },
         "train": {"device": "cpu", "gpus": 0},
         "seeds": [0],
-        "experiments": {"InitEmb": {"loss": "none"},
-                        "RbL": {"loss": "rank", "optimizer": "adam", "lr": 0.01, "batch_size": 64,
-                                "max_epochs": 1, "patience": 1}},
+        "experiments": {
+            "InitEmb": {"loss": "none"},
+            "RbL": {"loss": "rank", "optimizer": "adam", "lr": 0.01, "batch_size": 64, "max_epochs": 1, "patience": 1},
+        },
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
@@ -172,10 +184,25 @@ def snapshot(dest: Path) -> Path:
 
 def snakemake(workdir: Path, *args: str) -> tuple[float, str]:
     """Run snakemake on workdir from the workflow's folder, as a user would; wall seconds and output."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(CODE / "src")}  # `rbl` imports the snapshot's package
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(CODE / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(CODE / "src"),
+    }  # `rbl` imports the snapshot's package
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(CODE / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=CODE)
     seconds = time.perf_counter() - start
@@ -234,8 +261,10 @@ def dag_and_noop(workdir: Path, clips: int, repeats: int) -> dict:
     dry, text = timed(workdir, repeats, "-n")
     jobs = job_stats(text)
     print(f"  [{clips} clips] dry run of rule all (fresh, everything to do): {summary(dry)}; load {load()}")
-    print(f"  [{clips} clips] jobs planned: {sum(jobs.values())} for {clips} clips: "
-          + ", ".join(f"{k} {v}" for k, v in jobs.items()))
+    print(
+        f"  [{clips} clips] jobs planned: {sum(jobs.values())} for {clips} clips: "
+        + ", ".join(f"{k} {v}" for k, v in jobs.items())
+    )
     seconds, _ = snakemake(workdir, FEATURES)
     first = counts(workdir)
     print(f"  [{clips} clips] first run of the features target: {seconds:.1f} s, {first}; load {load()}")
@@ -256,11 +285,13 @@ def incremental(workdir: Path, clips: int, first: dict) -> dict:
     planned = job_stats(text)
     added_s, _ = snakemake(workdir, FEATURES)
     added = counts(workdir)
-    same_rows = bool(np.array_equal(np.load(workdir / FEATURES)[:len(before)], before))
-    print(f"  [{clips} clips] (c) added {name}: jobs {planned}; rerun {added_s:.1f} s "
-          f"(first run {first['first_s']:.1f} s); computed {added['computed']}, from_cache {added['from_cache']} "
-          f"(first run: computed {first['first']['computed']}, from_cache {first['first']['from_cache']}); "
-          f"the {len(before)} earlier rows unchanged: {same_rows}; load {load()}")
+    same_rows = bool(np.array_equal(np.load(workdir / FEATURES)[: len(before)], before))
+    print(
+        f"  [{clips} clips] (c) added {name}: jobs {planned}; rerun {added_s:.1f} s "
+        f"(first run {first['first_s']:.1f} s); computed {added['computed']}, from_cache {added['from_cache']} "
+        f"(first run: computed {first['first']['computed']}, from_cache {first['first']['from_cache']}); "
+        f"the {len(before)} earlier rows unchanged: {same_rows}; load {load()}"
+    )
     for line in extract_logs(workdir):
         print(f"      {line}")
 
@@ -271,9 +302,11 @@ def incremental(workdir: Path, clips: int, first: dict) -> dict:
     relabelled_s, _ = snakemake(workdir, FEATURES)
     relabelled = counts(workdir)
     identical = sha256(workdir / FEATURES) == before_hash
-    print(f"  [{clips} clips] (d) {file}: {old_label} -> {new_label}: jobs {planned}; rerun {relabelled_s:.1f} s; "
-          f"computed {relabelled['computed']}, from_cache {relabelled['from_cache']}; "
-          f"features .npy byte-identical: {identical}; load {load()}")
+    print(
+        f"  [{clips} clips] (d) {file}: {old_label} -> {new_label}: jobs {planned}; rerun {relabelled_s:.1f} s; "
+        f"computed {relabelled['computed']}, from_cache {relabelled['from_cache']}; "
+        f"features .npy byte-identical: {identical}; load {load()}"
+    )
     for line in extract_logs(workdir):
         print(f"      {line}")
 
@@ -288,11 +321,21 @@ def incremental(workdir: Path, clips: int, first: dict) -> dict:
     shutil.copy2(other, clip)  # cp -p: the older time comes along
     replaced_s, _ = snakemake(workdir, FEATURES)
     replaced = counts(workdir)
-    print(f"  [{clips} clips] (e) {clip.name} touched: nothing to do {touched_noop} ({touched_s:.1f} s); "
-          f"replaced with an older mtime: rerun {replaced_s:.1f} s, computed {replaced['computed']}; load {load()}")
-    return {"added": added, "added_s": added_s, "same_rows": same_rows, "relabelled": relabelled,
-            "relabelled_s": relabelled_s, "identical": identical, "touched_noop": touched_noop,
-            "replaced": replaced, "replaced_s": replaced_s}
+    print(
+        f"  [{clips} clips] (e) {clip.name} touched: nothing to do {touched_noop} ({touched_s:.1f} s); "
+        f"replaced with an older mtime: rerun {replaced_s:.1f} s, computed {replaced['computed']}; load {load()}"
+    )
+    return {
+        "added": added,
+        "added_s": added_s,
+        "same_rows": same_rows,
+        "relabelled": relabelled,
+        "relabelled_s": relabelled_s,
+        "identical": identical,
+        "touched_noop": touched_noop,
+        "replaced": replaced,
+        "replaced_s": replaced_s,
+    }
 
 
 def main() -> None:
@@ -304,10 +347,14 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--workdir", type=Path, help="default: a new temporary folder, removed at the end")
     parser.add_argument("--keep", action="store_true", help="keep the working folders")
-    parser.add_argument("--reuse-data", action="store_true",
-                        help="with --workdir: keep the clips of an earlier run there (writing 100,000 takes minutes)")
-    parser.add_argument("--live", action="store_true",
-                        help="run the checkout's workflow and package instead of a snapshot of them")
+    parser.add_argument(
+        "--reuse-data",
+        action="store_true",
+        help="with --workdir: keep the clips of an earlier run there (writing 100,000 takes minutes)",
+    )
+    parser.add_argument(
+        "--live", action="store_true", help="run the checkout's workflow and package instead of a snapshot of them"
+    )
     args = parser.parse_args()
 
     global CODE
@@ -344,26 +391,37 @@ def main() -> None:
         big, small = results[args.clips], results[args.baseline_clips]
         med = statistics.median
         print(f"\nsummary (median of whole commands; baseline: the same on {args.baseline_clips} clips)")
-        print(f"  (a) DAG build (dry run of rule all, fresh): {med(big['dry']):.2f} s at {args.clips} clips, "
-              f"{med(small['dry']):.2f} s at {args.baseline_clips}")
+        print(
+            f"  (a) DAG build (dry run of rule all, fresh): {med(big['dry']):.2f} s at {args.clips} clips, "
+            f"{med(small['dry']):.2f} s at {args.baseline_clips}"
+        )
         met = med(big["noop"]) < 5
-        print(f"  (a) no-op rerun: {med(big['noop']):.2f} s at {args.clips} clips, "
-              f"{med(small['noop']):.2f} s at {args.baseline_clips}; target < 5 s: {'met' if met else 'MISSED'}")
-        print(f"  (b) jobs: {sum(big['jobs'].values())} at {args.clips} clips, "
-              f"{sum(small['jobs'].values())} at {args.baseline_clips}")
+        print(
+            f"  (a) no-op rerun: {med(big['noop']):.2f} s at {args.clips} clips, "
+            f"{med(small['noop']):.2f} s at {args.baseline_clips}; target < 5 s: {'met' if met else 'MISSED'}"
+        )
+        print(
+            f"  (b) jobs: {sum(big['jobs'].values())} at {args.clips} clips, "
+            f"{sum(small['jobs'].values())} at {args.baseline_clips}"
+        )
         added, relabelled = big["added"], big["relabelled"]
-        ok_c = (added["computed"] == 1 and added["from_cache"] == args.clips and big["same_rows"]
-                and big["added_s"] < 10)
-        print(f"  (c) after adding one clip: computed {added['computed']}, from_cache {added['from_cache']} in "
-              f"{big['added_s']:.1f} s (first run: computed {big['first']['computed']} in {big['first_s']:.1f} s; "
-              f"at {args.baseline_clips} clips the same rerun took {small['added_s']:.1f} s); "
-              f"target one clip computed, < 10 s: {'met' if ok_c else 'MISSED'}")
+        ok_c = added["computed"] == 1 and added["from_cache"] == args.clips and big["same_rows"] and big["added_s"] < 10
+        print(
+            f"  (c) after adding one clip: computed {added['computed']}, from_cache {added['from_cache']} in "
+            f"{big['added_s']:.1f} s (first run: computed {big['first']['computed']} in {big['first_s']:.1f} s; "
+            f"at {args.baseline_clips} clips the same rerun took {small['added_s']:.1f} s); "
+            f"target one clip computed, < 10 s: {'met' if ok_c else 'MISSED'}"
+        )
         ok_d = relabelled["computed"] == 0 and big["identical"]
-        print(f"  (d) label change: computed {relabelled['computed']}, features byte-identical {big['identical']}, "
-              f"{big['relabelled_s']:.1f} s: {'met' if ok_d else 'MISSED'}")
+        print(
+            f"  (d) label change: computed {relabelled['computed']}, features byte-identical {big['identical']}, "
+            f"{big['relabelled_s']:.1f} s: {'met' if ok_d else 'MISSED'}"
+        )
         ok_e = big["touched_noop"] and big["replaced"]["computed"] == 1
-        print(f"  (e) touched clip: nothing to do {big['touched_noop']}; replaced with an older mtime: computed "
-              f"{big['replaced']['computed']} in {big['replaced_s']:.1f} s: {'met' if ok_e else 'MISSED'}")
+        print(
+            f"  (e) touched clip: nothing to do {big['touched_noop']}; replaced with an older mtime: computed "
+            f"{big['replaced']['computed']} in {big['replaced_s']:.1f} s: {'met' if ok_e else 'MISSED'}"
+        )
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(top, ignore_errors=True)

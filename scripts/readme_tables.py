@@ -42,8 +42,15 @@ import pandas as pd
 
 from rbl.atomic import write_text
 from rbl.errors import InputError
-from rbl.summary import (average_section, body, kept_epochs, read_kept_epochs, read_summary,
-                         silhouette_section, split_section)
+from rbl.summary import (
+    average_section,
+    body,
+    kept_epochs,
+    read_kept_epochs,
+    read_summary,
+    silhouette_section,
+    split_section,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # Markers count only alone on their line, so prose may quote them.
@@ -57,13 +64,21 @@ def parse_spec(spec: str, line: int) -> tuple[str, str, list[str]]:
     """(dataset, kind, arguments) of a marker's `DATASET KIND [SPLIT]`; `line` only for the message."""
     words = spec.split()
     arity = {"silhouette": (0,), "summary": (0,), "average": (1, 2), "split": (1,)}
-    if (len(words) < 2 or words[1] not in arity or len(words) - 2 not in arity[words[1]]
-            or (len(words) == 4 and words[3] != "epochs")):
-        raise InputError(f"README.md, line {line}: marker 'table:{spec}' is not 'table:DATASET KIND', "
-                         "KIND one of: silhouette, summary, average SPLIT [epochs], split SPLIT")
+    if (
+        len(words) < 2
+        or words[1] not in arity
+        or len(words) - 2 not in arity[words[1]]
+        or (len(words) == 4 and words[3] != "epochs")
+    ):
+        raise InputError(
+            f"README.md, line {line}: marker 'table:{spec}' is not 'table:DATASET KIND', "
+            "KIND one of: silhouette, summary, average SPLIT [epochs], split SPLIT"
+        )
     if not DATASET.fullmatch(words[0]):
-        raise InputError(f"README.md, line {line}: dataset name {words[0]!r} must be a dataset.name "
-                         "(letters, digits, '_', '.', '-', not first '.' or '-'), the folder under results/")
+        raise InputError(
+            f"README.md, line {line}: dataset name {words[0]!r} must be a dataset.name "
+            "(letters, digits, '_', '.', '-', not first '.' or '-'), the folder under results/"
+        )
     return words[0], words[1], words[2:]
 
 
@@ -77,14 +92,16 @@ def render(table: pd.DataFrame, kind: str, args: list[str], epochs: pd.DataFrame
         lines = average_section(table, args[0], epochs if args[1:] == ["epochs"] else None)
     else:
         if args[0] not in set(table["split"]):
-            raise InputError(f"no split {args[0]!r} in the summary table (splits present: "
-                             f"{', '.join(dict.fromkeys(table['split']))})")
+            raise InputError(
+                f"no split {args[0]!r} in the summary table (splits present: "
+                f"{', '.join(dict.fromkeys(table['split']))})"
+            )
         lines = split_section(table, args[0], DEPTH)[2:]  # the README introduces the split
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _specs(readme: str) -> list[tuple[str, str, list[str]]]:
-    return [parse_spec(m["spec"], readme[:m.start()].count("\n") + 1) for m in BLOCK.finditer(readme)]
+    return [parse_spec(m["spec"], readme[: m.start()].count("\n") + 1) for m in BLOCK.finditer(readme)]
 
 
 def datasets(readme: str) -> list[str]:
@@ -116,20 +133,23 @@ def epochs_of_run(results: Path) -> pd.DataFrame:
     return kept_epochs(histories)
 
 
-def render_readme(readme: str, load: Callable[[str], pd.DataFrame],
-                  load_epochs: Callable[[str], pd.DataFrame] | None = None) -> str:
+def render_readme(
+    readme: str, load: Callable[[str], pd.DataFrame], load_epochs: Callable[[str], pd.DataFrame] | None = None
+) -> str:
     """README text with every marked block re-rendered from `load(dataset)` (and
     `load_epochs(dataset)` where a marker asks for the kept epochs)."""
     if len(OPEN.findall(readme)) != len(BLOCK.findall(readme)):
-        starts = [readme[:m.start()].count("\n") + 1 for m in OPEN.finditer(readme)]
-        closed = {readme[:m.start()].count("\n") + 1 for m in BLOCK.finditer(readme)}
+        starts = [readme[: m.start()].count("\n") + 1 for m in OPEN.finditer(readme)]
+        closed = {readme[: m.start()].count("\n") + 1 for m in BLOCK.finditer(readme)}
         line = next(s for s in starts if s not in closed)
-        raise InputError(f"README.md, line {line}: table marker without its '<!-- /table -->' "
-                         "(or the marker is not alone on its line)")
+        raise InputError(
+            f"README.md, line {line}: table marker without its '<!-- /table -->' "
+            "(or the marker is not alone on its line)"
+        )
     tables: dict[str, pd.DataFrame] = {}
 
     def replace(match: re.Match) -> str:
-        line = readme[:match.start()].count("\n") + 1
+        line = readme[: match.start()].count("\n") + 1
         dataset, kind, args = parse_spec(match["spec"], line)
         if dataset not in tables:
             tables[dataset] = load(dataset)
@@ -150,11 +170,19 @@ def render_readme(readme: str, load: Callable[[str], pd.DataFrame],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
-    parser.add_argument("--tables", type=Path, default=REPO / "docs/results",
-                        help="folder holding <dataset>/summary.csv (default: docs/results)")
+    parser.add_argument(
+        "--tables",
+        type=Path,
+        default=REPO / "docs/results",
+        help="folder holding <dataset>/summary.csv (default: docs/results)",
+    )
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if README.md is stale")
-    parser.add_argument("--from-results", type=Path, metavar="DIR",
-                        help="first copy DIR/<dataset>/summary.csv of every dataset the README cites")
+    parser.add_argument(
+        "--from-results",
+        type=Path,
+        metavar="DIR",
+        help="first copy DIR/<dataset>/summary.csv of every dataset the README cites",
+    )
     args = parser.parse_args(argv)
     try:
         readme = args.readme.read_text(encoding="utf-8")
@@ -169,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             for dataset in datasets_with_epochs(readme):
                 epochs = epochs_of_run(args.from_results / dataset)
                 write_text(args.tables / dataset / "kept_epochs.csv", epochs.to_csv(index=False))
-        rendered = render_readme(readme, lambda dataset: read_summary(args.tables / dataset / "summary.csv"),
-                                 lambda dataset: read_kept_epochs(args.tables / dataset / "kept_epochs.csv"))
+        rendered = render_readme(
+            readme,
+            lambda dataset: read_summary(args.tables / dataset / "summary.csv"),
+            lambda dataset: read_kept_epochs(args.tables / dataset / "kept_epochs.csv"),
+        )
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -178,10 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.readme}: tables up to date")
         return 0
     if args.check:
-        sys.stdout.writelines(difflib.unified_diff(readme.splitlines(True), rendered.splitlines(True),
-                                                   f"{args.readme} (committed)", f"{args.readme} (rendered)"))
-        print(f"{args.readme}: tables differ from {args.tables}/<dataset>/summary.csv; "
-              "run python scripts/readme_tables.py and commit", file=sys.stderr)
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                readme.splitlines(True),
+                rendered.splitlines(True),
+                f"{args.readme} (committed)",
+                f"{args.readme} (rendered)",
+            )
+        )
+        print(
+            f"{args.readme}: tables differ from {args.tables}/<dataset>/summary.csv; "
+            "run python scripts/readme_tables.py and commit",
+            file=sys.stderr,
+        )
         return 1
     write_text(args.readme, rendered)
     print(f"{args.readme}: tables rewritten")

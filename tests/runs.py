@@ -29,12 +29,23 @@ def workflow_env() -> dict[str, str]:
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
     """The command line of the repository's workflow on workdir with workdir/config.yaml."""
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-            "--configfile", str(workdir / "config.yaml"), *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
 
 
-def snakemake(workdir: Path, *args: str, profile: bool = False, prefix: tuple[str, ...] = (),
-              cores: int = 2) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, profile: bool = False, prefix: tuple[str, ...] = (), cores: int = 2
+) -> subprocess.CompletedProcess:
     """Run the workflow (optionally with the default profile, as the README's commands do)."""
     extra = ["--workflow-profile", str(PROFILE)] if profile else []
     cmd = [*prefix, *snakemake_cmd(workdir, *extra, "--cores", str(cores), *args)]
@@ -59,12 +70,17 @@ def write_config(workdir: Path, config: dict) -> None:
 def rbl_process(args: list[str], stderr=subprocess.DEVNULL) -> subprocess.Popen:
     """`python -m rbl.cli ARGS` with this test session's import path."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([sys.executable, "-m", "rbl.cli", *args], stdout=subprocess.DEVNULL, stderr=stderr,
-                            env=env)
+    return subprocess.Popen([sys.executable, "-m", "rbl.cli", *args], stdout=subprocess.DEVNULL, stderr=stderr, env=env)
 
 
-def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str, timeout: float = 120,
-              poll: float = 0.005, group: bool = False) -> None:
+def kill_when(
+    proc: subprocess.Popen,
+    ready: Callable[[], bool],
+    what: str,
+    timeout: float = 120,
+    poll: float = 0.005,
+    group: bool = False,
+) -> None:
     """SIGKILL the process (with `group`, its whole process group) as soon as `ready()` holds; fail if
     it ends first or makes no progress."""
     deadline = time.monotonic() + timeout

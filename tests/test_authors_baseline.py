@@ -6,6 +6,10 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+
+from rbl.losses import RankBasedLoss
+from rbl.taxonomy import tree_distance
+
 from authors_rbl import (
     RankBasedLossHierarchicalLabelsEmbeddings,
     SingleLayerHypersphereConstraint,
@@ -15,9 +19,6 @@ from authors_rbl import (
     pre_compute_rank_map,
     train_RbL,
 )
-
-from rbl.losses import RankBasedLoss
-from rbl.taxonomy import tree_distance
 
 
 def random_labels(gen: torch.Generator, n: int, depth: int, branching: int = 3) -> torch.Tensor:
@@ -123,10 +124,18 @@ def test_training_loop_runs_and_keeps_the_best_checkpoint(tmp_path):
     configs = {"EMBEDDINGS_SIZE": 16, "output_EMBEDDINGS_SIZE": 3, "LR": 1e-2, "BATCH_SIZE": 12}
     torch.manual_seed(0)
     model = SingleLayerHypersphereConstraint(configs)
-    train = torch.utils.data.DataLoader(RankBasedLossHierarchicalLabelsEmbeddings(table[:36], str(features)),
-                                        batch_size=12, shuffle=False, drop_last=False)
-    val = torch.utils.data.DataLoader(RankBasedLossHierarchicalLabelsEmbeddings(table[36:], str(features)),
-                                      batch_size=12, shuffle=True, drop_last=False)
+    train = torch.utils.data.DataLoader(
+        RankBasedLossHierarchicalLabelsEmbeddings(table[:36], str(features)),
+        batch_size=12,
+        shuffle=False,
+        drop_last=False,
+    )
+    val = torch.utils.data.DataLoader(
+        RankBasedLossHierarchicalLabelsEmbeddings(table[36:], str(features)),
+        batch_size=12,
+        shuffle=True,
+        drop_last=False,
+    )
     before = model.linear.weight.detach().clone()
     best = train_RbL(model, train, val, str(tmp_path), 10, False, 3, configs, distance="cosine", number_of_ranks=4)
     assert not torch.equal(before, model.linear.weight)

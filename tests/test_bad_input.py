@@ -35,6 +35,7 @@ KINDS = list(TAXONOMY["kind"])
 
 # --- helpers ---------------------------------------------------------------------------------
 
+
 def tone(seconds: float, freq: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
     t = np.arange(int(round(seconds * rate))) / rate
     noise = np.random.default_rng(seed).standard_normal(len(t)) * 0.01
@@ -49,16 +50,18 @@ def write_dataset(folder: Path, per_kind: int = 6, seconds: float = 0.3) -> Path
     for k, kind in enumerate(KINDS):
         for j in range(per_kind):
             name = f"{kind}_{j}.wav"
-            sf.write(audio / name, tone(seconds, 150 * (k + 1) * (1 + 0.04 * j), seed=10 * k + j), RATE,
-                     subtype="PCM_16")
+            sf.write(
+                audio / name, tone(seconds, 150 * (k + 1) * (1 + 0.04 * j), seed=10 * k + j), RATE, subtype="PCM_16"
+            )
             rows.append({"file": name, "label": kind})
     pd.DataFrame(rows).to_csv(folder / "annotations.csv", index=False)
     TAXONOMY.to_csv(folder / "taxonomy.csv", index=False)
     return folder
 
 
-def add_clip(folder: Path, name: str, label: str, content: bytes | np.ndarray, rate: int = RATE,
-             subtype: str = "PCM_16") -> Path:
+def add_clip(
+    folder: Path, name: str, label: str, content: bytes | np.ndarray, rate: int = RATE, subtype: str = "PCM_16"
+) -> Path:
     """Put one more file into a dataset and annotate it."""
     path = folder / "audio" / name
     if isinstance(content, bytes):
@@ -99,36 +102,119 @@ def run(io: Output, *args) -> tuple[int, str]:
 
 
 def ingest(io, folder: Path, annotations: str = "annotations.csv", taxonomy: str = "taxonomy.csv"):
-    return run(io, "ingest", "--taxonomy", folder / taxonomy, "--annotations", folder / annotations,
-               "--audio-root", folder / "audio", "--out-manifest", folder / "manifest.csv",
-               "--out-taxonomy", folder / "taxonomy.out.csv")
+    return run(
+        io,
+        "ingest",
+        "--taxonomy",
+        folder / taxonomy,
+        "--annotations",
+        folder / annotations,
+        "--audio-root",
+        folder / "audio",
+        "--out-manifest",
+        folder / "manifest.csv",
+        "--out-taxonomy",
+        folder / "taxonomy.out.csv",
+    )
 
 
 def extract(io, folder: Path, cache: Path, out: str = "feats", on_error: str = "stop", *extra):
-    return run(io, "extract", "--manifest", folder / "manifest.csv", "--extractor", "logmel",
-               "--weights-dir", "none", "--download", "false", "--final-relu", "true", "--verify", "true",
-               "--batch-clips", "8", "--workers", "2", "--device", "cpu", "--cache-dir", cache,
-               "--out", folder / f"{out}.npy", "--info", folder / f"{out}.json", "--on-error", on_error,
-               "--skipped", folder / f"{out}.skipped.csv", *extra)
+    return run(
+        io,
+        "extract",
+        "--manifest",
+        folder / "manifest.csv",
+        "--extractor",
+        "logmel",
+        "--weights-dir",
+        "none",
+        "--download",
+        "false",
+        "--final-relu",
+        "true",
+        "--verify",
+        "true",
+        "--batch-clips",
+        "8",
+        "--workers",
+        "2",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        cache,
+        "--out",
+        folder / f"{out}.npy",
+        "--info",
+        folder / f"{out}.json",
+        "--on-error",
+        on_error,
+        "--skipped",
+        folder / f"{out}.skipped.csv",
+        *extra,
+    )
 
 
 def split(io, folder: Path, unseen: int = 1, skipped: str | Path = "", fractions="train=0.6,val=0.2,test_seen=0.2"):
-    args = ["split", "--manifest", folder / "manifest.csv", "--taxonomy", folder / "taxonomy.out.csv",
-            "--unseen-per-parent", unseen, "--fractions", fractions, "--seed", "0", "--out", folder / "splits.csv"]
+    args = [
+        "split",
+        "--manifest",
+        folder / "manifest.csv",
+        "--taxonomy",
+        folder / "taxonomy.out.csv",
+        "--unseen-per-parent",
+        unseen,
+        "--fractions",
+        fractions,
+        "--seed",
+        "0",
+        "--out",
+        folder / "splits.csv",
+    ]
     if skipped:
         args += ["--skipped", skipped]
     return run(io, *args)
 
 
-TRAIN_FLAGS = ["--loss", "rank", "--sampler", "balanced", "--optimizer", "adam", "--lr", "0.01",
-               "--batch-size", "8", "--max-epochs", "3", "--patience", "2"]
+TRAIN_FLAGS = [
+    "--loss",
+    "rank",
+    "--sampler",
+    "balanced",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "0.01",
+    "--batch-size",
+    "8",
+    "--max-epochs",
+    "3",
+    "--patience",
+    "2",
+]
 
 
 def train(io, folder: Path, out: str = "model", seed: int = 0):
-    return run(io, "train", "--features", folder / "feats.norm.npz", "--manifest", folder / "manifest.csv",
-               "--taxonomy", folder / "taxonomy.out.csv", "--splits", folder / "splits.csv", "--seed", seed,
-               "--device", "cpu", "--out", folder / f"{out}.pt", "--history", folder / f"{out}.history.csv",
-               *TRAIN_FLAGS)
+    return run(
+        io,
+        "train",
+        "--features",
+        folder / "feats.norm.npz",
+        "--manifest",
+        folder / "manifest.csv",
+        "--taxonomy",
+        folder / "taxonomy.out.csv",
+        "--splits",
+        folder / "splits.csv",
+        "--seed",
+        seed,
+        "--device",
+        "cpu",
+        "--out",
+        folder / f"{out}.pt",
+        "--history",
+        folder / f"{out}.history.csv",
+        *TRAIN_FLAGS,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +229,7 @@ def dataset(tmp_path) -> Path:
 
 
 # --- annotations and taxonomy ----------------------------------------------------------------
+
 
 def test_missing_files_are_all_listed_with_their_rows(io, dataset):
     table = pd.read_csv(dataset / "annotations.csv")
@@ -207,8 +294,9 @@ def test_empty_label_cell(io, dataset):
 
 def test_ambiguous_child_name_asks_for_a_path_label(io, dataset):
     # 'x' is a child of both A and B: the label 'x' could mean either.
-    pd.DataFrame({"family": ["A", "A", "B", "B", "A", "B"],
-                  "kind": ["a1", "a2", "b1", "b2", "x", "x"]}).to_csv(dataset / "taxonomy.csv", index=False)
+    pd.DataFrame({"family": ["A", "A", "B", "B", "A", "B"], "kind": ["a1", "a2", "b1", "b2", "x", "x"]}).to_csv(
+        dataset / "taxonomy.csv", index=False
+    )
     add_clip(dataset, "x_0.wav", "x", tone(0.3, 900))
     code, err = ingest(io, dataset)
     assert code == 2
@@ -279,11 +367,20 @@ def test_converted_tables_refuse_a_carriage_return_naming_the_row(io, tmp_path):
     """The authors' CSVs are read whole (a quoted "\\r" is one cell), but no table written could keep it."""
     folder = tmp_path / "authors"
     folder.mkdir()
-    (folder / "train.csv").write_text('wavfilename,hierarchical_labels\na001_0_30.wav,bus_VEHICLE\n'
-                                      '"b\r002_30_60.wav",metro_INDOOR\n', newline="")
+    (folder / "train.csv").write_text(
+        'wavfilename,hierarchical_labels\na001_0_30.wav,bus_VEHICLE\n"b\r002_30_60.wav",metro_INDOOR\n', newline=""
+    )
     (folder / "val.csv").write_text("wavfilename,hierarchical_labels\nc003_0_30.wav,bus_VEHICLE\n")
-    code, err = run(io, "convert-authors", "--dir", folder, "--out-annotations", tmp_path / "ann.csv",
-                    "--out-taxonomy", tmp_path / "tax.csv")
+    code, err = run(
+        io,
+        "convert-authors",
+        "--dir",
+        folder,
+        "--out-annotations",
+        tmp_path / "ann.csv",
+        "--out-taxonomy",
+        tmp_path / "tax.csv",
+    )
     assert code == 2
     assert f"{tmp_path / 'ann.csv'}: row 3, column 'file': 'train/b\\r002_30_60.wav' holds a carriage return" in err
     assert not (tmp_path / "ann.csv").exists()
@@ -332,19 +429,52 @@ def _ingest_without_override(folder: Path) -> subprocess.CompletedProcess:
     """The ingest stage in a process that file permissions apply to: as root (tests in containers),
     without the capabilities that let root read any file."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    drop = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
-             "-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else [])
-    return subprocess.run([*drop, sys.executable, "-m", "rbl.cli", "--quiet", "ingest", "--taxonomy",
-                           folder / "taxonomy.csv", "--annotations", folder / "annotations.csv", "--audio-root",
-                           folder / "audio", "--out-manifest", folder / "manifest.csv", "--out-taxonomy",
-                           folder / "taxonomy.out.csv"], capture_output=True, text=True, env=env, timeout=300)
+    drop = (
+        [
+            "setpriv",
+            "--bounding-set",
+            "-dac_override,-dac_read_search",
+            "--inh-caps",
+            "-dac_override,-dac_read_search",
+            "--",
+        ]
+        if os.geteuid() == 0
+        else []
+    )
+    return subprocess.run(
+        [
+            *drop,
+            sys.executable,
+            "-m",
+            "rbl.cli",
+            "--quiet",
+            "ingest",
+            "--taxonomy",
+            folder / "taxonomy.csv",
+            "--annotations",
+            folder / "annotations.csv",
+            "--audio-root",
+            folder / "audio",
+            "--out-manifest",
+            folder / "manifest.csv",
+            "--out-taxonomy",
+            folder / "taxonomy.out.csv",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize("unreadable, message", [
-    ("audio/a1_2.wav", "annotations.csv line 4: {folder}/audio/a1_2.wav cannot be read (Permission denied)"),
-    ("annotations.csv", "{folder}/annotations.csv: cannot be read (Permission denied)"),
-    ("taxonomy.csv", "{folder}/taxonomy.csv: cannot be read (Permission denied)"),
-])
+@pytest.mark.parametrize(
+    "unreadable, message",
+    [
+        ("audio/a1_2.wav", "annotations.csv line 4: {folder}/audio/a1_2.wav cannot be read (Permission denied)"),
+        ("annotations.csv", "{folder}/annotations.csv: cannot be read (Permission denied)"),
+        ("taxonomy.csv", "{folder}/taxonomy.csv: cannot be read (Permission denied)"),
+    ],
+)
 def test_unreadable_input_files_are_named(dataset, locked, unreadable, message):
     locked(dataset / unreadable)
     out = _ingest_without_override(dataset)
@@ -361,17 +491,39 @@ def test_unreadable_folder_under_the_audio_root_is_reported(dataset, locked):
     assert f"{dataset}/audio/private: cannot be listed (Permission denied)" in out.stderr
 
 
-@pytest.mark.parametrize("flag", [["--lr", "nan"], ["--lr", "inf"], ["--margins", "0.1", "inf"],
-                                  ["--collapse-spread", "nan"]])
+@pytest.mark.parametrize(
+    "flag", [["--lr", "nan"], ["--lr", "inf"], ["--margins", "0.1", "inf"], ["--collapse-spread", "nan"]]
+)
 def test_non_finite_training_settings_are_refused(capsys, flag):
     with pytest.raises(SystemExit) as stop:
-        main(["train", "--features", "f", "--manifest", "m", "--taxonomy", "t", "--splits", "s", "--seed", "0",
-              "--device", "cpu", "--out", "o", "--history", "h", *flag])
+        main(
+            [
+                "train",
+                "--features",
+                "f",
+                "--manifest",
+                "m",
+                "--taxonomy",
+                "t",
+                "--splits",
+                "s",
+                "--seed",
+                "0",
+                "--device",
+                "cpu",
+                "--out",
+                "o",
+                "--history",
+                "h",
+                *flag,
+            ]
+        )
     assert stop.value.code == 2
     assert f"argument {flag[0]}: expected a finite number" in capsys.readouterr().err
 
 
 # --- audio that cannot be used ----------------------------------------------------------------
+
 
 def _wav_bytes(x: np.ndarray, subtype: str = "PCM_16") -> bytes:
     import io
@@ -387,7 +539,7 @@ def _flac_bytes(x: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, x, RATE, format="FLAC")
     data = bytearray(buffer.getvalue())
-    data[len(data) // 3: len(data) // 3 + 300] = bytes(range(256)) + bytes(44)  # scrambled frames
+    data[len(data) // 3 : len(data) // 3 + 300] = bytes(range(256)) + bytes(44)  # scrambled frames
     return bytes(data)
 
 
@@ -447,8 +599,18 @@ def test_skipped_clip_takes_part_in_no_stage(io, dataset, cache):
     assert extract(io, dataset, cache, "feats", "skip")[0] == 0
     # Splits made without the skipped list: normalisation refuses to use the NaN row.
     assert split(io, dataset, unseen=0)[0] == 0
-    code, err = run(io, "normalise", "--features", dataset / "feats.npy", "--manifest", dataset / "manifest.csv",
-                    "--splits", dataset / "splits.csv", "--out", dataset / "feats.norm.npz")
+    code, err = run(
+        io,
+        "normalise",
+        "--features",
+        dataset / "feats.npy",
+        "--manifest",
+        dataset / "manifest.csv",
+        "--splits",
+        dataset / "splits.csv",
+        "--out",
+        dataset / "feats.norm.npz",
+    )
     assert code == 2 and "zz_broken.wav" in err and "rerun the split stage" in err
     # With it (as the workflow runs it), the clip is marked and everything downstream works.
     code, err = split(io, dataset, unseen=0, skipped=dataset / "feats.skipped.csv")
@@ -456,8 +618,21 @@ def test_skipped_clip_takes_part_in_no_stage(io, dataset, cache):
     splits = pd.read_csv(dataset / "splits.csv")
     assert len(splits) == 25 and splits.set_index("file")["split"]["zz_broken.wav"] == SKIPPED
     assert (splits["split"] == SKIPPED).sum() == 1
-    assert run(io, "normalise", "--features", dataset / "feats.npy", "--manifest", dataset / "manifest.csv",
-               "--splits", dataset / "splits.csv", "--out", dataset / "feats.norm.npz")[0] == 0
+    assert (
+        run(
+            io,
+            "normalise",
+            "--features",
+            dataset / "feats.npy",
+            "--manifest",
+            dataset / "manifest.csv",
+            "--splits",
+            dataset / "splits.csv",
+            "--out",
+            dataset / "feats.norm.npz",
+        )[0]
+        == 0
+    )
     norm = np.load(dataset / "feats.norm.npz")
     feats = np.load(dataset / "feats.npy")
     is_train = (splits["split"] == "train").to_numpy()
@@ -466,12 +641,44 @@ def test_skipped_clip_takes_part_in_no_stage(io, dataset, cache):
     assert train(io, dataset)[0] == 0
     history = pd.read_csv(dataset / "model.history.csv")
     assert np.isfinite(history["loss"].iloc[1:]).all() and np.isfinite(history["val_silhouette"]).all()
-    assert run(io, "embed", "--features", dataset / "feats.norm.npz", "--checkpoint", dataset / "model.pt",
-               "--out", dataset / "emb.npz")[0] == 0
-    assert run(io, "evaluate", "--embeddings", dataset / "emb.npz", "--manifest", dataset / "manifest.csv",
-               "--taxonomy", dataset / "taxonomy.out.csv", "--splits", dataset / "splits.csv",
-               "--features-info", dataset / "feats.json", "--dataset", "d", "--experiment", "RbL",
-               "--seed", "0", "--out", dataset / "metrics.json")[0] == 0
+    assert (
+        run(
+            io,
+            "embed",
+            "--features",
+            dataset / "feats.norm.npz",
+            "--checkpoint",
+            dataset / "model.pt",
+            "--out",
+            dataset / "emb.npz",
+        )[0]
+        == 0
+    )
+    assert (
+        run(
+            io,
+            "evaluate",
+            "--embeddings",
+            dataset / "emb.npz",
+            "--manifest",
+            dataset / "manifest.csv",
+            "--taxonomy",
+            dataset / "taxonomy.out.csv",
+            "--splits",
+            dataset / "splits.csv",
+            "--features-info",
+            dataset / "feats.json",
+            "--dataset",
+            "d",
+            "--experiment",
+            "RbL",
+            "--seed",
+            "0",
+            "--out",
+            dataset / "metrics.json",
+        )[0]
+        == 0
+    )
     result = json.loads((dataset / "metrics.json").read_text())
     assert result["skipped"] == 1
     counts = splits["split"].value_counts()
@@ -488,9 +695,22 @@ def test_sharded_extraction_gathers_the_skipped_list(io, dataset, cache):
     for k in range(2):
         assert extract(io, dataset, cache, f"part{k}", "skip", "--shard", k, "--shards", 2)[0] == 0
     parts = [dataset / f"part{k}" for k in range(2)]
-    code, _ = run(io, "gather", "--manifest", dataset / "manifest.csv", "--parts", *[f"{p}.npy" for p in parts],
-                  "--infos", *[f"{p}.json" for p in parts], "--out", dataset / "all.npy",
-                  "--info", dataset / "all.json", "--skipped", dataset / "skipped.csv")
+    code, _ = run(
+        io,
+        "gather",
+        "--manifest",
+        dataset / "manifest.csv",
+        "--parts",
+        *[f"{p}.npy" for p in parts],
+        "--infos",
+        *[f"{p}.json" for p in parts],
+        "--out",
+        dataset / "all.npy",
+        "--info",
+        dataset / "all.json",
+        "--skipped",
+        dataset / "skipped.csv",
+    )
     assert code == 0
     info = json.loads((dataset / "all.json").read_text())
     assert (info["n_clips"], info["skipped"], info["shards"]) == (25, 1, 2)
@@ -540,12 +760,26 @@ def test_constant_feature_dimensions_are_not_nan_after_z_scoring(io, dataset, ca
         add_clip(dataset, f"silent_{j}.wav", "a1", np.zeros(RATE // 2, np.float32))
     assert ingest(io, dataset)[0] == 0 and extract(io, dataset, cache)[0] == 0
     assert split(io, dataset)[0] == 0
-    assert run(io, "normalise", "--features", dataset / "feats.npy", "--manifest", dataset / "manifest.csv",
-               "--splits", dataset / "splits.csv", "--out", dataset / "feats.norm.npz")[0] == 0
+    assert (
+        run(
+            io,
+            "normalise",
+            "--features",
+            dataset / "feats.npy",
+            "--manifest",
+            dataset / "manifest.csv",
+            "--splits",
+            dataset / "splits.csv",
+            "--out",
+            dataset / "feats.norm.npz",
+        )[0]
+        == 0
+    )
     assert np.isfinite(np.load(dataset / "feats.norm.npz")["x"]).all()
 
 
 # --- precomputed features ---------------------------------------------------------------------
+
 
 def _precomputed(folder: Path, bad: np.ndarray, allow_pickle: bool = False) -> None:
     (folder / "feats").mkdir()
@@ -556,14 +790,55 @@ def _precomputed(folder: Path, bad: np.ndarray, allow_pickle: bool = False) -> N
 
 
 def _precomputed_pipeline(io, folder: Path, on_error: str):
-    assert run(io, "ingest", "--taxonomy", folder / "taxonomy.csv", "--annotations", folder / "annotations.csv",
-               "--features-dir", folder / "feats", "--out-manifest", folder / "manifest.csv",
-               "--out-taxonomy", folder / "taxonomy.out.csv")[0] == 0
-    return run(io, "extract", "--manifest", folder / "manifest.csv", "--extractor", "precomputed",
-               "--weights-dir", "none", "--download", "false", "--final-relu", "true", "--verify", "true",
-               "--batch-clips", "1", "--workers", "1", "--device", "cpu", "--cache-dir", "none",
-               "--out", folder / "p.npy", "--info", folder / "p.json", "--on-error", on_error,
-               "--skipped", folder / "skipped.csv")
+    assert (
+        run(
+            io,
+            "ingest",
+            "--taxonomy",
+            folder / "taxonomy.csv",
+            "--annotations",
+            folder / "annotations.csv",
+            "--features-dir",
+            folder / "feats",
+            "--out-manifest",
+            folder / "manifest.csv",
+            "--out-taxonomy",
+            folder / "taxonomy.out.csv",
+        )[0]
+        == 0
+    )
+    return run(
+        io,
+        "extract",
+        "--manifest",
+        folder / "manifest.csv",
+        "--extractor",
+        "precomputed",
+        "--weights-dir",
+        "none",
+        "--download",
+        "false",
+        "--final-relu",
+        "true",
+        "--verify",
+        "true",
+        "--batch-clips",
+        "1",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        "none",
+        "--out",
+        folder / "p.npy",
+        "--info",
+        folder / "p.json",
+        "--on-error",
+        on_error,
+        "--skipped",
+        folder / "skipped.csv",
+    )
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])
@@ -586,6 +861,7 @@ def test_precomputed_pickle_is_never_loaded(io, dataset):
 
 # --- splits -----------------------------------------------------------------------------------
 
+
 def test_split_left_empty_by_the_unseen_classes_names_the_keys(io, tmp_path):
     folder = write_dataset(tmp_path / "tiny", per_kind=1)
     assert ingest(io, folder)[0] == 0
@@ -602,8 +878,7 @@ def test_split_left_empty_by_skipped_clips_says_so(io, tmp_path):
     assert split(io, folder, unseen=0, fractions="train=0.5,val=0.5,test_seen=0.0")[0] == 0
     val = pd.read_csv(folder / "splits.csv").query("split == 'val'")["file"]
     pd.DataFrame({"file": val, "reason": "cannot decode audio"}).to_csv(folder / "skipped.csv", index=False)
-    code, err = split(io, folder, unseen=0, skipped=folder / "skipped.csv",
-                      fractions="train=0.5,val=0.5,test_seen=0.0")
+    code, err = split(io, folder, unseen=0, skipped=folder / "skipped.csv", fractions="train=0.5,val=0.5,test_seen=0.0")
     assert code == 2 and "no clip landed in 'val'" in err
     assert f"{len(val)} clip(s) were skipped as undecodable (see skipped.csv), {len(val)} of them from 'val'" in err
 
@@ -619,15 +894,16 @@ def test_explicit_split_column_without_val_is_an_error(io, dataset):
 
 # --- one example of a class -------------------------------------------------------------------
 
+
 def test_single_example_class_trains_and_metrics_say_what_is_undefined():
     rng = np.random.default_rng(0)
     # train: classes 0..2 with 6 examples, class 3 with a single one; val: one clip of class 3 only.
     labels = np.array([[0, 0]] * 6 + [[0, 1]] * 6 + [[1, 2]] * 6 + [[1, 3]])
     x = rng.standard_normal((len(labels), 16)).astype(np.float32) + labels[:, 1:] * 2.0
-    settings = TrainSettings(loss="rank", optimizer="adam", lr=0.01, batch_size=8, max_epochs=3, patience=2,
-                             out_dim=3)
-    checkpoint, history = fit(x, labels, x[-1:], labels[-1:], settings, seed=0, device=torch.device("cpu"),
-                              progress=False)
+    settings = TrainSettings(loss="rank", optimizer="adam", lr=0.01, batch_size=8, max_epochs=3, patience=2, out_dim=3)
+    checkpoint, history = fit(
+        x, labels, x[-1:], labels[-1:], settings, seed=0, device=torch.device("cpu"), progress=False
+    )
     assert np.isfinite(history["loss"].iloc[1:]).all()
     assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
     split = np.array(["train"] * (len(labels) - 1) + ["val"])
@@ -641,12 +917,27 @@ def test_single_example_class_trains_and_metrics_say_what_is_undefined():
 
 # --- config -----------------------------------------------------------------------------------
 
+
 def test_wrong_on_error_value_is_named(tmp_path):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["features"]["on_error"] = "ignore"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-                          "--configfile", str(tmp_path / "config.yaml"), "-n"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "on_error" in out.stdout + out.stderr
 
 
@@ -669,8 +960,9 @@ def _tiny_checkpoint(path: Path) -> None:
     from rbl.model import Embedder
 
     model = Embedder(8, 3)
-    torch.save({"state_dict": model.state_dict(), "model": model.config, "epoch": 0, "val_silhouette": 0.0,
-                "seed": 0}, path)
+    torch.save(
+        {"state_dict": model.state_dict(), "model": model.config, "epoch": 0, "val_silhouette": 0.0, "seed": 0}, path
+    )
 
 
 def _embed(io, folder: Path, checkpoint: Path):
@@ -717,24 +1009,39 @@ def test_no_unsafe_loading_in_the_package():
                 problems.append(where)
             if re.search(r"\btorch\.load\(", line) and "weights_only=True" not in line:
                 problems.append(where)
-            if re.search(r"allow_pickle=True|weights_only=False|pickle\.loads?\(|yaml\.(unsafe_)?load\(|"
-                         r"yaml\.full_load|read_pickle|(?<![.\w])(eval|exec)\(", line):
+            if re.search(
+                r"allow_pickle=True|weights_only=False|pickle\.loads?\(|yaml\.(unsafe_)?load\(|"
+                r"yaml\.full_load|read_pickle|(?<![.\w])(eval|exec)\(",
+                line,
+            ):
                 problems.append(where)
     assert not problems, "unsafe loading:\n" + "\n".join(problems)
 
 
 # --- the workflow -----------------------------------------------------------------------------
 
+
 def _workflow(workdir: Path, on_error: str, *targets: str) -> subprocess.CompletedProcess:
     write_dataset(workdir / "data")
     add_clip(workdir / "data", "broken.wav", "b1", _wav_bytes(tone(1.0, 300))[:9000])
     config = {
-        "dataset": {"name": "bad", "audio_root": "data/audio", "annotations": "data/annotations.csv",
-                    "taxonomy": "data/taxonomy.csv"},
+        "dataset": {
+            "name": "bad",
+            "audio_root": "data/audio",
+            "annotations": "data/annotations.csv",
+            "taxonomy": "data/taxonomy.csv",
+        },
         "split": {"seed": 0, "unseen_per_parent": 0, "fractions": {"train": 0.6, "val": 0.2, "test_seen": 0.2}},
-        "features": {"extractor": "logmel", "shards": 2, "cache_dir": "cache", "batch_clips": 8, "workers": 1,
-                     "device": "cpu", "on_error": on_error,
-                     "vggish": {"weights_dir": "weights", "download": False, "final_relu": True, "verify": True}},
+        "features": {
+            "extractor": "logmel",
+            "shards": 2,
+            "cache_dir": "cache",
+            "batch_clips": 8,
+            "workers": 1,
+            "device": "cpu",
+            "on_error": on_error,
+            "vggish": {"weights_dir": "weights", "download": False, "final_relu": True, "verify": True},
+        },
         "train": {"device": "cpu"},
         "seeds": [0],
         # Training on a skipped clip is excluded the same way (test_skipped_clip_takes_part_in_no_stage).
@@ -742,9 +1049,26 @@ def _workflow(workdir: Path, on_error: str, *targets: str) -> subprocess.Complet
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *targets],
-                          capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *targets,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
 
 
 def test_workflow_stops_on_an_undecodable_clip_by_default(tmp_path):

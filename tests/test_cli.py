@@ -10,26 +10,68 @@ import torch
 
 from rbl.cli import main
 from rbl.demo import generate
-from test_vggish_model import random_pca, random_state_dict
 from rbl.vggish.weights import CNN_FILENAME, PCA_FILENAME
+
+from test_vggish_model import random_pca, random_state_dict
 
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     generate(root / "demo", clips_per_class=2, seed=1)
-    code = main(["--quiet", "ingest", "--taxonomy", str(root / "demo/taxonomy.csv"),
-                 "--annotations", str(root / "demo/annotations.csv"), "--audio-root", str(root / "demo/audio"),
-                 "--out-manifest", str(root / "manifest.csv"), "--out-taxonomy", str(root / "taxonomy.csv")])
+    code = main(
+        [
+            "--quiet",
+            "ingest",
+            "--taxonomy",
+            str(root / "demo/taxonomy.csv"),
+            "--annotations",
+            str(root / "demo/annotations.csv"),
+            "--audio-root",
+            str(root / "demo/audio"),
+            "--out-manifest",
+            str(root / "manifest.csv"),
+            "--out-taxonomy",
+            str(root / "taxonomy.csv"),
+        ]
+    )
     assert code == 0
     return root
 
 
 def extract(root, manifest, out, extractor="logmel", weights="none", verify="true", precision="float32"):
-    return main(["--quiet", "extract", "--manifest", str(manifest), "--extractor", extractor,
-                 "--weights-dir", str(weights), "--download", "false", "--final-relu", "true",
-                 "--verify", verify, "--precision", precision, "--batch-clips", "4", "--workers", "2", "--device", "cpu",
-                 "--cache-dir", str(root / "cache"), "--out", str(out) + ".npy", "--info", str(out) + ".json"])
+    return main(
+        [
+            "--quiet",
+            "extract",
+            "--manifest",
+            str(manifest),
+            "--extractor",
+            extractor,
+            "--weights-dir",
+            str(weights),
+            "--download",
+            "false",
+            "--final-relu",
+            "true",
+            "--verify",
+            verify,
+            "--precision",
+            precision,
+            "--batch-clips",
+            "4",
+            "--workers",
+            "2",
+            "--device",
+            "cpu",
+            "--cache-dir",
+            str(root / "cache"),
+            "--out",
+            str(out) + ".npy",
+            "--info",
+            str(out) + ".json",
+        ]
+    )
 
 
 def test_help_lists_the_stages(capsys):
@@ -65,11 +107,39 @@ def test_features_do_not_depend_on_the_batch_size(ingested):
     rows = {}
     for batch in ("1", "5", "24"):
         out = ingested / f"batch{batch}"
-        assert main(["--quiet", "extract", "--manifest", str(manifest), "--extractor", "logmel",
-                     "--weights-dir", "none", "--download", "false", "--final-relu", "true", "--verify", "true",
-                     "--batch-clips", batch, "--workers", "2", "--device", "cpu",
-                     "--cache-dir", str(ingested / f"cache_batch{batch}"), "--out", f"{out}.npy",
-                     "--info", f"{out}.json"]) == 0
+        assert (
+            main(
+                [
+                    "--quiet",
+                    "extract",
+                    "--manifest",
+                    str(manifest),
+                    "--extractor",
+                    "logmel",
+                    "--weights-dir",
+                    "none",
+                    "--download",
+                    "false",
+                    "--final-relu",
+                    "true",
+                    "--verify",
+                    "true",
+                    "--batch-clips",
+                    batch,
+                    "--workers",
+                    "2",
+                    "--device",
+                    "cpu",
+                    "--cache-dir",
+                    str(ingested / f"cache_batch{batch}"),
+                    "--out",
+                    f"{out}.npy",
+                    "--info",
+                    f"{out}.json",
+                ]
+            )
+            == 0
+        )
         rows[batch] = np.load(f"{out}.npy")
     for batch in ("5", "24"):  # batched frontends may differ in float32 rounding, nothing more
         np.testing.assert_allclose(rows[batch], rows["1"], rtol=1e-5, atol=1e-5)
@@ -77,16 +147,21 @@ def test_features_do_not_depend_on_the_batch_size(ingested):
 
 
 def test_vggish_without_weights_fails_with_instructions(ingested, capsys):
-    code = extract(ingested, ingested / "manifest.csv", ingested / "v", extractor="vggish",
-                   weights=ingested / "no-weights")
+    code = extract(
+        ingested, ingested / "manifest.csv", ingested / "v", extractor="vggish", weights=ingested / "no-weights"
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "VGGish weights missing" in err and "vggish-10086976.pth" in err and "logmel" in err
 
 
 def test_auto_falls_back_to_logmel_and_says_so(ingested):
-    assert extract(ingested, ingested / "manifest.csv", ingested / "auto", extractor="auto",
-                   weights=ingested / "no-weights") == 0
+    assert (
+        extract(
+            ingested, ingested / "manifest.csv", ingested / "auto", extractor="auto", weights=ingested / "no-weights"
+        )
+        == 0
+    )
     info = json.loads((ingested / "auto.json").read_text())
     assert info["extractor"] == "logmel" and "unavailable" in info["reason"]
 
@@ -107,8 +182,18 @@ def test_vggish_extraction_with_generated_weights(ingested):
     assert feats.shape == (24, 128) and feats.min() >= 0 and feats.max() <= 255
     # The CNN in bfloat16: features of their own in the cache, close to float32's.
     for _ in range(2):
-        assert extract(ingested, ingested / "manifest.csv", ingested / "b", "vggish", weights, verify="false",
-                       precision="bfloat16") == 0
+        assert (
+            extract(
+                ingested,
+                ingested / "manifest.csv",
+                ingested / "b",
+                "vggish",
+                weights,
+                verify="false",
+                precision="bfloat16",
+            )
+            == 0
+        )
         info_bf16 = json.loads((ingested / "b.json").read_text())
         assert info_bf16["computed"] + info_bf16["from_cache"] == 24
     assert info_bf16["from_cache"] == 24 and info_bf16["cache_dir"] != info["cache_dir"]
@@ -125,14 +210,60 @@ def test_sharded_extraction_gathers_to_the_unsharded_result(ingested):
     for k in range(3):
         out = ingested / f"part{k}"
         args = ["--shard", str(k), "--shards", "3"]
-        assert main(["--quiet", "extract", "--manifest", str(manifest), "--extractor", "logmel",
-                     "--weights-dir", "none", "--download", "false", "--final-relu", "true", "--verify", "true",
-                     "--batch-clips", "4", "--workers", "1", "--device", "cpu", "--cache-dir",
-                     str(ingested / "cache2"), "--out", f"{out}.npy", "--info", f"{out}.json", *args]) == 0
+        assert (
+            main(
+                [
+                    "--quiet",
+                    "extract",
+                    "--manifest",
+                    str(manifest),
+                    "--extractor",
+                    "logmel",
+                    "--weights-dir",
+                    "none",
+                    "--download",
+                    "false",
+                    "--final-relu",
+                    "true",
+                    "--verify",
+                    "true",
+                    "--batch-clips",
+                    "4",
+                    "--workers",
+                    "1",
+                    "--device",
+                    "cpu",
+                    "--cache-dir",
+                    str(ingested / "cache2"),
+                    "--out",
+                    f"{out}.npy",
+                    "--info",
+                    f"{out}.json",
+                    *args,
+                ]
+            )
+            == 0
+        )
         parts.append(out)
-    assert main(["--quiet", "gather", "--manifest", str(manifest),
-                 "--parts", *[f"{p}.npy" for p in parts], "--infos", *[f"{p}.json" for p in parts],
-                 "--out", str(ingested / "gathered.npy"), "--info", str(ingested / "gathered.json")]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "gather",
+                "--manifest",
+                str(manifest),
+                "--parts",
+                *[f"{p}.npy" for p in parts],
+                "--infos",
+                *[f"{p}.json" for p in parts],
+                "--out",
+                str(ingested / "gathered.npy"),
+                "--info",
+                str(ingested / "gathered.json"),
+            ]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(np.load(ingested / "gathered.npy"), np.load(ingested / "whole.npy"))
     info = json.loads((ingested / "gathered.json").read_text())
     assert (info["n_clips"], info["computed"], info["shards"]) == (24, 24, 3)
@@ -141,10 +272,35 @@ def test_sharded_extraction_gathers_to_the_unsharded_result(ingested):
 def test_progress_bars_in_a_log_file_update_every_30_seconds(tmp_path, monkeypatch):
     """stderr redirected to a log (Snakemake's jobs): tqdm draws every 30 s, not on every update."""
     monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
-    assert main(["normalise", "--features", str(tmp_path / "none.npy"), "--manifest", "m", "--splits", "s",
-                 "--out", str(tmp_path / "o.npz")]) == 2
+    assert (
+        main(
+            [
+                "normalise",
+                "--features",
+                str(tmp_path / "none.npy"),
+                "--manifest",
+                "m",
+                "--splits",
+                "s",
+                "--out",
+                str(tmp_path / "o.npz"),
+            ]
+        )
+        == 2
+    )
     assert os.environ["TQDM_MININTERVAL"] == "30"
     monkeypatch.setenv("TQDM_MININTERVAL", "5")  # a user's own setting wins
-    main(["normalise", "--features", str(tmp_path / "none.npy"), "--manifest", "m", "--splits", "s",
-          "--out", str(tmp_path / "o.npz")])
+    main(
+        [
+            "normalise",
+            "--features",
+            str(tmp_path / "none.npy"),
+            "--manifest",
+            "m",
+            "--splits",
+            "s",
+            "--out",
+            str(tmp_path / "o.npz"),
+        ]
+    )
     assert os.environ["TQDM_MININTERVAL"] == "5"

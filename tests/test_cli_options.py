@@ -24,6 +24,7 @@ from rbl.split import parse_fractions
 from rbl.stages.options import settings_from
 from rbl.taxonomy import shuffle_leaves
 from rbl.train import resolve_out_dim, training_labels
+
 from runs import REPO, load_test_config, snakemake
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
@@ -41,8 +42,12 @@ def option(stage: str, flag: str) -> argparse.Action:
 def test_every_option_of_every_stage_has_a_help_text():
     parsers = stage_parsers()
     assert set(parsers) == set(STAGES)
-    missing = [f"{stage} {a.option_strings[0]}" for stage, p in parsers.items() for a in p._actions
-               if a.option_strings and not (a.help or "").strip()]
+    missing = [
+        f"{stage} {a.option_strings[0]}"
+        for stage, p in parsers.items()
+        for a in p._actions
+        if a.option_strings and not (a.help or "").strip()
+    ]
     assert not missing, missing
 
 
@@ -72,8 +77,29 @@ def test_choices_come_from_the_package_constants_and_the_schema_agrees():
 
 def test_a_value_outside_the_choices_is_refused_naming_them(capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["train", "--features", "f", "--manifest", "m", "--taxonomy", "t", "--splits", "s", "--out", "o",
-              "--history", "h", "--seed", "0", "--device", "cpu", "--sampler", "balancd"])
+        main(
+            [
+                "train",
+                "--features",
+                "f",
+                "--manifest",
+                "m",
+                "--taxonomy",
+                "t",
+                "--splits",
+                "s",
+                "--out",
+                "o",
+                "--history",
+                "h",
+                "--seed",
+                "0",
+                "--device",
+                "cpu",
+                "--sampler",
+                "balancd",
+            ]
+        )
     assert exit_.value.code == 2
     assert "invalid choice: 'balancd'" in capsys.readouterr().err
 
@@ -93,8 +119,9 @@ def test_the_workflow_passes_every_extraction_setting_from_the_config(tmp_path):
     """Dry run: the extract command parses back into the ExtractSettings the config describes."""
     config = load_test_config()
     config["features"].update(batch_clips=5, on_error="skip", device="cpu", workers=1, shards=1)
-    config["features"]["vggish"].update(weights_dir="w dir", download=False, final_relu=False, verify=False,
-                                        precision="bfloat16")
+    config["features"]["vggish"].update(
+        weights_dir="w dir", download=False, final_relu=False, verify=False, precision="bfloat16"
+    )
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(tmp_path, "-n", "-p", "--cores", "1")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -102,26 +129,61 @@ def test_the_workflow_passes_every_extraction_setting_from_the_config(tmp_path):
     command = shlex.split(line.removeprefix("Shell command: rbl ").split(" 2> ")[0])
     args = build_parser().parse_args(command)
     assert settings_from(args, ExtractSettings) == ExtractSettings(
-        extractor=config["features"]["extractor"], weights_dir="w dir", download=False, final_relu=False,
-        verify=False, batch_clips=5, workers=1, device="cpu", on_error="skip", precision="bfloat16")
+        extractor=config["features"]["extractor"],
+        weights_dir="w dir",
+        download=False,
+        final_relu=False,
+        verify=False,
+        batch_clips=5,
+        workers=1,
+        device="cpu",
+        on_error="skip",
+        precision="bfloat16",
+    )
     assert args.cache_dir == config["features"]["cache_dir"]
 
 
 def test_gather_says_on_the_console_which_extractor_ran(tmp_path, capsys):
     pd.DataFrame({"file": ["a.wav", "b.wav", "c.wav"]}).to_csv(tmp_path / "manifest.csv", index=False)
-    record = {"extractor": "logmel", "requested": "auto", "reason": "VGGish weights unavailable (missing:\nget them)",
-              "computed": 1, "from_cache": 0, "skipped": 0, "skipped_clips": []}
+    record = {
+        "extractor": "logmel",
+        "requested": "auto",
+        "reason": "VGGish weights unavailable (missing:\nget them)",
+        "computed": 1,
+        "from_cache": 0,
+        "skipped": 0,
+        "skipped_clips": [],
+    }
     for k, rows in enumerate((2, 1)):
         np.save(tmp_path / f"{k}.npy", np.zeros((rows, 4), np.float32))
         (tmp_path / f"{k}.json").write_text(json.dumps({**record, "n_clips": rows, "computed": rows}))
-    assert main(["--quiet", "gather", "--manifest", str(tmp_path / "manifest.csv"),
-                 "--parts", str(tmp_path / "0.npy"), str(tmp_path / "1.npy"),
-                 "--infos", str(tmp_path / "0.json"), str(tmp_path / "1.json"),
-                 "--out", str(tmp_path / "f.npy"), "--info", str(tmp_path / "f.json")]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "gather",
+                "--manifest",
+                str(tmp_path / "manifest.csv"),
+                "--parts",
+                str(tmp_path / "0.npy"),
+                str(tmp_path / "1.npy"),
+                "--infos",
+                str(tmp_path / "0.json"),
+                str(tmp_path / "1.json"),
+                "--out",
+                str(tmp_path / "f.npy"),
+                "--info",
+                str(tmp_path / "f.json"),
+            ]
+        )
+        == 0
+    )
     # one line, however many the reason has: its first, and where the rest is
-    assert capsys.readouterr().out == ("features: extractor logmel, requested auto; 3 clip(s) computed, 0 from "
-                                       "the cache, 0 skipped, in 2 shard(s); why: VGGish weights unavailable "
-                                       f"(missing: ... (in full: {tmp_path / 'f.json'})\n")
+    assert capsys.readouterr().out == (
+        "features: extractor logmel, requested auto; 3 clip(s) computed, 0 from "
+        "the cache, 0 skipped, in 2 shard(s); why: VGGish weights unavailable "
+        f"(missing: ... (in full: {tmp_path / 'f.json'})\n"
+    )
     assert json.loads((tmp_path / "f.json").read_text())["extractor"] == "logmel"
 
 

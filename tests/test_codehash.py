@@ -8,9 +8,23 @@ import pytest
 from rbl import codehash
 
 PACKAGE = Path(codehash.__file__).parent
-STAGES = ("ingest", "split", "extract", "gather", "normalise", "train", "embed", "evaluate",
-          "plot-embeddings", "plot-training", "summarise", "provenance", "demo", "corpus",
-          "convert-authors")
+STAGES = (
+    "ingest",
+    "split",
+    "extract",
+    "gather",
+    "normalise",
+    "train",
+    "embed",
+    "evaluate",
+    "plot-embeddings",
+    "plot-training",
+    "summarise",
+    "provenance",
+    "demo",
+    "corpus",
+    "convert-authors",
+)
 
 
 @pytest.fixture
@@ -71,8 +85,11 @@ def test_an_edit_reruns_exactly_the_stages_that_reach_it(package):
 def test_stage_module_edits_count_for_their_own_stage_only(package):
     module = package / "stages" / "normalise.py"
     before = hashes(package)
-    module.write_text(module.read_text().replace("def run(args: argparse.Namespace) -> None:\n",
-                                                 "def run(args: argparse.Namespace) -> None:\n    pass\n"))
+    module.write_text(
+        module.read_text().replace(
+            "def run(args: argparse.Namespace) -> None:\n", "def run(args: argparse.Namespace) -> None:\n    pass\n"
+        )
+    )
     assert changed(before, hashes(package)) == {"normalise"}
     before = hashes(package)
     edit(package / "stages" / "options.py")  # the flags' types: the stages that declare flags with them

@@ -56,7 +56,21 @@ def test_workflow_refuses_bad_config_naming_the_key(tmp_path, edit, message):
     config = yaml.safe_load(yaml.safe_dump(DEFAULT))
     edit(config)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-                          "--configfile", str(tmp_path / "config.yaml"), "-n"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0
     assert message in out.stderr + out.stdout

@@ -9,16 +9,19 @@ import pytest
 import yaml
 
 from rbl.cli import main
-from runs import snakemake as run_workflow
 from rbl.convert import authors_csv
 from rbl.errors import InputError
 from rbl.features import load_precomputed
 
+from runs import snakemake as run_workflow
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared/data/tut2016-vggish"
 # The header and two rows of the authors' example_data/test.csv (30 rows; an extra index column).
-TEST_CSV = (",Unnamed: 0,wavfilename,hierarchical_labels\n12,12,a003_60_90.wav,residential-area_OUTDOOR\n"
-            "113,165,a045_0_30.wav,bus_VEHICLE\n")
+TEST_CSV = (
+    ",Unnamed: 0,wavfilename,hierarchical_labels\n12,12,a003_60_90.wav,residential-area_OUTDOOR\n"
+    "113,165,a045_0_30.wav,bus_VEHICLE\n"
+)
 
 
 def authors_folder(folder: Path, test: bool) -> Path:
@@ -45,11 +48,20 @@ def add_test(folder: Path) -> None:
 
 
 def test_authors_format_by_hand():
-    train = pd.DataFrame({"": ["0", "1"], "wavfilename": ["a001_0_30.wav", "b002_30_60.wav"],
-                          "hierarchical_labels": ["metro-station_INDOOR", "bus_VEHICLE"]})
+    train = pd.DataFrame(
+        {
+            "": ["0", "1"],
+            "wavfilename": ["a001_0_30.wav", "b002_30_60.wav"],
+            "hierarchical_labels": ["metro-station_INDOOR", "bus_VEHICLE"],
+        }
+    )
     ann, tax = authors_csv({"train": train})
-    assert ann.to_dict("records")[0] == {"file": "train/a001_0_30.wav", "label": "INDOOR/metro-station",
-                                         "group": "a001", "split": "train"}
+    assert ann.to_dict("records")[0] == {
+        "file": "train/a001_0_30.wav",
+        "label": "INDOOR/metro-station",
+        "group": "a001",
+        "split": "train",
+    }
     assert tax.values.tolist() == [["INDOOR", "metro-station"], ["VEHICLE", "bus"]]
 
 
@@ -58,15 +70,29 @@ def test_authors_test_split_is_test_seen():
     ann, tax = authors_csv({"test": test})
     assert ann.to_dict("records") == [
         {"file": "test/a003_60_90.wav", "label": "OUTDOOR/residential-area", "group": "a003", "split": "test_seen"},
-        {"file": "test/a045_0_30.wav", "label": "VEHICLE/bus", "group": "a045", "split": "test_seen"}]
+        {"file": "test/a045_0_30.wav", "label": "VEHICLE/bus", "group": "a045", "split": "test_seen"},
+    ]
 
 
 @pytest.mark.parametrize("test", [False, True])
 def test_convert_command_reads_test_csv_when_present(tmp_path, test):
     folder = authors_folder(tmp_path, test)
     out = tmp_path / "out"
-    assert main(["--quiet", "convert-authors", "--dir", str(folder), "--out-annotations", str(out / "ann.csv"),
-                 "--out-taxonomy", str(out / "tax.csv")]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "convert-authors",
+                "--dir",
+                str(folder),
+                "--out-annotations",
+                str(out / "ann.csv"),
+                "--out-taxonomy",
+                str(out / "tax.csv"),
+            ]
+        )
+        == 0
+    )
     ann = pd.read_csv(out / "ann.csv")
     expected = {"train": 4, "val": 2, **({"test_seen": 2} if test else {})}
     assert ann["split"].value_counts().to_dict() == expected
@@ -76,8 +102,20 @@ def test_convert_command_reads_test_csv_when_present(tmp_path, test):
 def test_convert_command_needs_train_and_val(tmp_path, capsys):
     folder = authors_folder(tmp_path, test=True)
     (folder / "val.csv").unlink()
-    assert main(["convert-authors", "--dir", str(folder), "--out-annotations", str(tmp_path / "a.csv"),
-                 "--out-taxonomy", str(tmp_path / "t.csv")]) == 2
+    assert (
+        main(
+            [
+                "convert-authors",
+                "--dir",
+                str(folder),
+                "--out-annotations",
+                str(tmp_path / "a.csv"),
+                "--out-taxonomy",
+                str(tmp_path / "t.csv"),
+            ]
+        )
+        == 2
+    )
     assert "val.csv: file not found" in capsys.readouterr().err
 
 
@@ -86,8 +124,12 @@ def test_rule_reruns_when_test_csv_is_added(tmp_path):
     (tmp_path / "authors").mkdir()
     authors_folder(tmp_path / "authors", test=False)
     config = yaml.safe_load((REPO / "config/tut2016.yaml").read_text())
-    config["dataset"].update(features_dir="authors", authors_csv_dir="authors",
-                             annotations="input/annotations.csv", taxonomy="input/taxonomy.csv")
+    config["dataset"].update(
+        features_dir="authors",
+        authors_csv_dir="authors",
+        annotations="input/annotations.csv",
+        taxonomy="input/taxonomy.csv",
+    )
     config["experiments"] = {"InitEmb": {"loss": "none"}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
 

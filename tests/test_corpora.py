@@ -28,8 +28,11 @@ REQUIRED = os.environ.get("RBL_REQUIRE_CORPUS_TOOLS") == "1"
 
 # Two families x two instruments; German and Dutch with two voices each, French with one.
 INSTRUMENTS = ["violin", "cello", "trumpet", "tuba"]
-VOICES = [v for lang, n in (("de", 2), ("nl", 2), ("fr", 1))
-          for v in [v for _, language, v in corpora.speech_voices() if language == lang][:n]]
+VOICES = [
+    v
+    for lang, n in (("de", 2), ("nl", 2), ("fr", 1))
+    for v in [v for _, language, v in corpora.speech_voices() if language == lang][:n]
+]
 CLIPS = 3
 
 
@@ -145,8 +148,9 @@ def test_unseen_voices_are_whole_voices_of_seen_languages(speech):
 
 def test_cli_writes_a_corpus(tmp_path):
     need_speech_tools()
-    code = main(["--quiet", "corpus", "--kind", "speech", "--out", str(tmp_path / "s"), "--clips-per-class", "1",
-                 "--seed", "3"])
+    code = main(
+        ["--quiet", "corpus", "--kind", "speech", "--out", str(tmp_path / "s"), "--clips-per-class", "1", "--seed", "3"]
+    )
     assert code == 0
     annotations = read_csv(tmp_path / "s" / "annotations.csv")
     assert len(annotations) == len(corpora.speech_voices())
@@ -162,8 +166,10 @@ def test_missing_program_names_it_and_the_install_command(tmp_path, monkeypatch,
         corpora.generate_speech(tmp_path / "s", 2, classes=VOICES[:1], progress=False)
     with pytest.raises(InputError, match=r"fluidsynth: program not found.*scripts/install_corpus_tools\.sh"):
         corpora.generate_instruments(tmp_path / "i", 2, classes=INSTRUMENTS[:1], progress=False)
-    assert main(["corpus", "--kind", "instruments", "--out", str(tmp_path / "c"), "--clips-per-class", "2",
-                 "--seed", "0"]) == 2
+    assert (
+        main(["corpus", "--kind", "instruments", "--out", str(tmp_path / "c"), "--clips-per-class", "2", "--seed", "0"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "error: fluidsynth: program not found" in err and "scripts/install_corpus_tools.sh" in err
     assert not (tmp_path / "c").exists()
@@ -176,8 +182,11 @@ def test_missing_soundfont_names_it(tmp_path, monkeypatch):
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(fake.parent))
     missing = tmp_path / "FluidR3_GM.sf2"
-    with pytest.raises(InputError, match=r"FluidR3_GM\.sf2: General MIDI soundfont not found.*fluid-soundfont-gm"
-                                         r".*scripts/install_corpus_tools\.sh"):
+    with pytest.raises(
+        InputError,
+        match=r"FluidR3_GM\.sf2: General MIDI soundfont not found.*fluid-soundfont-gm"
+        r".*scripts/install_corpus_tools\.sh",
+    ):
         corpora.generate_instruments(tmp_path / "i", 2, classes=INSTRUMENTS[:1], soundfont=missing, progress=False)
 
 

@@ -35,10 +35,14 @@ def test_manifest_levels_groups_and_incomplete_labels(root):
     [
         ([["x.wav", "a1"], ["x.wav", "a2"]], "ann.csv line 3: 'x.wav' is listed again \\(first at line 2\\)"),
         # The same file under another spelling is the same clip (issue 13: 48 such rows passed).
-        ([["x.wav", "a1"], ["y.wav", "a1"], ["./x.wav", "a1"]],
-         "ann.csv line 4: './x.wav' \\(the same file as 'x.wav'\\) is listed again \\(first at line 2\\)"),
-        ([["sub/../x.wav", "a1"], ["x.wav", "a2"]],
-         "ann.csv line 3: 'x.wav' \\(the same file as 'sub/../x.wav'\\) is listed again \\(first at line 2\\)"),
+        (
+            [["x.wav", "a1"], ["y.wav", "a1"], ["./x.wav", "a1"]],
+            "ann.csv line 4: './x.wav' \\(the same file as 'x.wav'\\) is listed again \\(first at line 2\\)",
+        ),
+        (
+            [["sub/../x.wav", "a1"], ["x.wav", "a2"]],
+            "ann.csv line 3: 'x.wav' \\(the same file as 'sub/../x.wav'\\) is listed again \\(first at line 2\\)",
+        ),
         ([["sub//z.wav", "a1"], ["sub\\z.wav", "a1"]], "line 3: 'sub/z.wav' \\(the same file as 'sub//z.wav'\\)"),
         ([["sub/../../escape.wav", "a1"]], "line 2: 'sub/../../escape.wav' points outside the root folder"),
         ([["x.wav", "nope"]], "ann.csv line 2: label 'nope' is not a node"),
@@ -53,8 +57,9 @@ def test_bad_annotations_name_file_and_row(root, rows, message):
 
 
 def test_paths_are_normalised(root):
-    m = build_manifest(frame([["./x.wav", "a1"], ["sub/./../sub/z.wav", "B"], ["sub\\..\\y.wav", "a2"]]),
-                       TAX, root, "ann.csv")
+    m = build_manifest(
+        frame([["./x.wav", "a1"], ["sub/./../sub/z.wav", "B"], ["sub\\..\\y.wav", "a2"]]), TAX, root, "ann.csv"
+    )
     assert m["file"].tolist() == ["x.wav", "sub/z.wav", "y.wav"]
     assert m["group"].tolist() == m["file"].tolist()
     assert m["path"].tolist() == [str(root / f) for f in ("x.wav", "sub/z.wav", "y.wav")]

@@ -174,7 +174,9 @@ def test_classes_are_separable(dataset):
     between_family = dist[~same_family].mean()
     within_family = dist[same_family & (sound[:, None] != sound[None, :])].mean()
     within_sound = dist[same_sound].mean()
-    distances = (f"mean distance: between families {between_family:.2f}, "
-                 f"same family other sound {within_family:.2f}, same sound {within_sound:.2f}")
+    distances = (
+        f"mean distance: between families {between_family:.2f}, "
+        f"same family other sound {within_family:.2f}, same sound {within_sound:.2f}"
+    )
     assert between_family > 1.1 * within_family, distances
     assert within_family > 1.5 * within_sound, distances

@@ -13,10 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
-from rbl import audio, features
-from rbl.errors import InputError
-from rbl.features import check_npy, load_precomputed
 from test_bad_input import (
     RATE,
     Output,
@@ -28,6 +24,10 @@ from test_bad_input import (
     tone,
     write_dataset,
 )
+
+from rbl import audio, features
+from rbl.errors import InputError
+from rbl.features import check_npy, load_precomputed
 
 
 @pytest.fixture
@@ -154,8 +154,10 @@ def test_allocation_failure_in_the_frontend_skips_only_the_clip_that_needs_it(tm
     def limited(waves, frames):
         calls.append(len(waves))
         if any(len(w) == 2 * RATE for w in waves):
-            raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: not enough memory: "
-                               "you tried to allocate 4294967296 bytes.")
+            raise RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: not enough memory: "
+                "you tried to allocate 4294967296 bytes."
+            )
         return logmel(waves, frames)
 
     monkeypatch.setattr(features, "pieces_logmel", limited)
@@ -166,8 +168,13 @@ def test_allocation_failure_in_the_frontend_skips_only_the_clip_that_needs_it(tm
     assert np.isnan(feats[2]).all()
     np.testing.assert_array_equal(np.delete(feats, 2, axis=0), np.delete(clean, 2, axis=0))
     with pytest.raises(InputError, match=r"c2.wav: ran out of memory computing its features .*on_error: skip"):
-        features.extract(paths, digests, features.ExtractSettings(extractor="logmel", batch_clips=4),
-                         tmp_path / "stop", progress=False)
+        features.extract(
+            paths,
+            digests,
+            features.ExtractSettings(extractor="logmel", batch_clips=4),
+            tmp_path / "stop",
+            progress=False,
+        )
     # Errors that are not allocation failures are bugs: they are raised, never skipped.
     monkeypatch.setattr(features, "pieces_logmel", lambda waves, frames: 1 / 0)
     with pytest.raises(ZeroDivisionError):
@@ -201,8 +208,10 @@ MALFORMED = {
     "matrix": (lambda p: np.save(p, np.zeros((10, 8), np.float32)), "holds an array of shape (10, 8)"),
     "scalar": (lambda p: np.save(p, np.float32(1)), "holds an array of shape ()"),
     "npz": (lambda p: p.write_bytes(npz_bytes()), "a zip archive (an .npz saved under a .npy name?)"),
-    "hostile": (hostile_header, "the header declares 10,000,000,000 float32 values (37.3 GiB) but the file "
-                                "holds 8 bytes of data"),
+    "hostile": (
+        hostile_header,
+        "the header declares 10,000,000,000 float32 values (37.3 GiB) but the file holds 8 bytes of data",
+    ),
     "truncated": (truncated_npy, "the header declares 8 float32 values (32 bytes) but the file holds 24 bytes"),
     "complex": (lambda p: np.save(p, np.zeros(8, np.complex64)), "holds complex64 values, not real numbers"),
     "text": (lambda p: p.write_text("0.1, 0.2, 0.3\n"), "not a readable .npy array"),

@@ -28,6 +28,7 @@ from rbl.vggish.frontend import (
     pieces_logmel,
 )
 from rbl.vggish.weights import CNN_FILENAME, PCA_FILENAME
+
 from test_vggish_model import random_pca, random_state_dict
 
 RATE = 16000
@@ -43,15 +44,23 @@ def noise(n: int, seed: int = 0, channels: int = 1) -> np.ndarray:
 
 
 def blocks_of(x: np.ndarray, size: int) -> list[np.ndarray]:
-    return [x[k:k + size] for k in range(0, len(x), size)]
+    return [x[k : k + size] for k in range(0, len(x), size)]
 
 
 # Clip lengths around the boundaries of a SMALL_PIECE piece: shorter than one example, exactly one,
 # a piece exactly, a piece plus too little for one more frame / example, plus exactly one more, and
 # several pieces with a ragged end.
 LENGTHS = [
-    8000, EXAMPLE_SAMPLES, EXAMPLE_SAMPLES + 1, SPAN - 1, SPAN, SPAN + HOP_SAMPLES - 1, SPAN + HOP_SAMPLES,
-    SPAN + EXAMPLE_HOP_SAMPLES - 1, SPAN + EXAMPLE_HOP_SAMPLES, 3 * SPAN + 12345,
+    8000,
+    EXAMPLE_SAMPLES,
+    EXAMPLE_SAMPLES + 1,
+    SPAN - 1,
+    SPAN,
+    SPAN + HOP_SAMPLES - 1,
+    SPAN + HOP_SAMPLES,
+    SPAN + EXAMPLE_HOP_SAMPLES - 1,
+    SPAN + EXAMPLE_HOP_SAMPLES,
+    3 * SPAN + 12345,
 ]
 
 
@@ -89,7 +98,7 @@ def test_pieces_count_and_size():
     # A piece every HOP * SMALL_PIECE samples, each carrying the 240-sample overlap of its last frame.
     assert [len(p) for p, _ in pieces[:-1]] == [SPAN] * (len(pieces) - 1)
     assert sum(k for _, k in pieces) == frames_in(len(x))
-    np.testing.assert_array_equal(pieces[1][0], x[HOP_SAMPLES * SMALL_PIECE:HOP_SAMPLES * SMALL_PIECE + SPAN])
+    np.testing.assert_array_equal(pieces[1][0], x[HOP_SAMPLES * SMALL_PIECE : HOP_SAMPLES * SMALL_PIECE + SPAN])
     with pytest.raises(ValueError, match="unit"):
         next(frame_pieces([x], 100, unit=EXAMPLE_FRAMES))
 
@@ -180,8 +189,9 @@ def test_vggish_in_pieces_equals_the_whole_clip(tmp_path, small_pieces, weights_
 
     monkeypatch.setattr(weights, "load_extractor", unquantised)
     paths, digests = write_clips(tmp_path / "wav", SPECS)
-    settings = ExtractSettings(extractor="vggish", weights_dir=str(weights_dir), download=False, verify=False,
-                               batch_clips=3, workers=2)
+    settings = ExtractSettings(
+        extractor="vggish", weights_dir=str(weights_dir), download=False, verify=False, batch_clips=3, workers=2
+    )
     feats, info = extract(paths, digests, settings, tmp_path / "cache", progress=False)
     assert info["extractor"] == "vggish" and info["computed"] == len(paths)
     model = unquantised(weights_dir, download=False, verify=False)
@@ -203,8 +213,10 @@ def test_default_pieces_on_a_clip_longer_than_one(tmp_path):
     n = 130 * RATE + 321
     assert n > 2 * HOP_SAMPLES * features.PIECE_FRAMES
     paths, digests = write_clips(tmp_path / "wav", [(8000, RATE, 1), (n, RATE, 1), (3 * RATE, RATE, 1)])
-    feats, _ = extract(paths, digests, ExtractSettings(extractor="logmel", batch_clips=32), tmp_path / "c",
-                       progress=False)
+    feats, _ = extract(
+        paths, digests, ExtractSettings(extractor="logmel", batch_clips=32), tmp_path / "c", progress=False
+    )
     for path, row in zip(paths, feats):
-        np.testing.assert_allclose(row, clip_logmel_stats([torch.from_numpy(whole_clip(path))])[0].numpy(),
-                                   rtol=0, atol=5e-5)
+        np.testing.assert_allclose(
+            row, clip_logmel_stats([torch.from_numpy(whole_clip(path))])[0].numpy(), rtol=0, atol=5e-5
+        )

@@ -59,12 +59,14 @@ def test_a_touched_file_is_hashed_again_to_the_same_digest(tmp_path, counted):
     counted.clear()
     assert fingerprint.cached_hashes([clip], table, progress=False) == digests
     assert counted == [clip]
-    assert fingerprint.state_digest([clip], dict(zip([clip], digests))) == \
-        fingerprint.state_digest([clip], {clip: hashlib.sha256(b"x" * 10).hexdigest()})
+    assert fingerprint.state_digest([clip], dict(zip([clip], digests))) == fingerprint.state_digest(
+        [clip], {clip: hashlib.sha256(b"x" * 10).hexdigest()}
+    )
 
 
-@pytest.mark.parametrize("damage", [b"", b"not,a,table\n1,2,3\n", b"path,signature,sha256\nx.wav,1:2,abc\n",
-                                    b"\xff\xfe\x00garbage"])
+@pytest.mark.parametrize(
+    "damage", [b"", b"not,a,table\n1,2,3\n", b"path,signature,sha256\nx.wav,1:2,abc\n", b"\xff\xfe\x00garbage"]
+)
 def test_a_damaged_table_is_never_trusted(tmp_path, counted, damage, caplog):
     clip = write(tmp_path / "clip.wav", b"y" * 10)
     table = tmp_path / "hashes.csv"

@@ -22,16 +22,27 @@ PWNED = {"pwned1", "pwned2", "pwned3"}
 
 
 # As root (tests in containers), file permissions apply only without these capabilities.
-NO_OVERRIDE = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
-                "-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else [])
+NO_OVERRIDE = (
+    [
+        "setpriv",
+        "--bounding-set",
+        "-dac_override,-dac_read_search",
+        "--inh-caps",
+        "-dac_override,-dac_read_search",
+        "--",
+    ]
+    if os.geteuid() == 0
+    else []
+)
 
 
 def demo_config(data: str, cache: str, weights: str, experiments: dict | None = None) -> dict:
     """The reduced demo (.test/config/config.yaml) with the given data folder, feature cache and
     weights folder, one seed and one extraction shard."""
     config = load_test_config()
-    config["dataset"].update(audio_root=f"{data}/audio", annotations=f"{data}/annotations.csv",
-                             taxonomy=f"{data}/taxonomy.csv")
+    config["dataset"].update(
+        audio_root=f"{data}/audio", annotations=f"{data}/annotations.csv", taxonomy=f"{data}/taxonomy.csv"
+    )
     config["demo"]["out_dir"] = data
     config["features"].update(cache_dir=cache, workers=1, shards=1)
     config["features"]["vggish"]["weights_dir"] = weights
@@ -65,14 +76,20 @@ def test_hostile_paths_reach_every_command_as_one_unchanged_argument(tmp_path):
     authors.mkdir()
     for name in ("train.csv", "val.csv"):
         (authors / name).write_text("")
-    config = demo_config(f"data {HOSTILE}", f"cache {HOSTILE}", f"weights {HOSTILE}",
-                         {"InitEmb": {"loss": "none"}, "RbL": {"loss": "rank", "max_epochs": 1}})
+    config = demo_config(
+        f"data {HOSTILE}",
+        f"cache {HOSTILE}",
+        f"weights {HOSTILE}",
+        {"InitEmb": {"loss": "none"}, "RbL": {"loss": "rank", "max_epochs": 1}},
+    )
     converted = demo_config(f"conv {HOSTILE}", f"cache {HOSTILE}", f"weights {HOSTILE}")
     converted["dataset"]["authors_csv_dir"] = str(authors)
     converted["demo"]["generate"] = False
     (tmp_path / f"conv {HOSTILE}/audio").mkdir(parents=True)
-    for conf, stages in ((config, {"demo", "ingest", "extract", "train", "summarise"}),
-                         (converted, {"convert-authors", "ingest"})):
+    for conf, stages in (
+        (config, {"demo", "ingest", "extract", "train", "summarise"}),
+        (converted, {"convert-authors", "ingest"}),
+    ):
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
         out = snakemake(tmp_path, "-n", "-p")
         assert out.returncode == 0, out.stderr[-3000:]
@@ -97,9 +114,12 @@ def test_hostile_paths_run_the_whole_workflow_and_run_nothing_else(tmp_path):
     """The real run, in a working folder whose own name holds a space and a `$(...)`."""
     workdir = tmp_path / "work dir $(touch pwned1)"
     workdir.mkdir()
-    config = demo_config(f"data {HOSTILE}", f"cache {HOSTILE}", f"weights {HOSTILE}",
-                         {"InitEmb": {"loss": "none"},
-                          "RbL": {"loss": "rank", "optimizer": "adam", "lr": 0.01, "max_epochs": 1}})
+    config = demo_config(
+        f"data {HOSTILE}",
+        f"cache {HOSTILE}",
+        f"weights {HOSTILE}",
+        {"InitEmb": {"loss": "none"}, "RbL": {"loss": "rank", "optimizer": "adam", "lr": 0.01, "max_epochs": 1}},
+    )
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(workdir)
     assert out.returncode == 0, out.stderr[-4000:]
@@ -110,25 +130,29 @@ def test_hostile_paths_run_the_whole_workflow_and_run_nothing_else(tmp_path):
     assert not pwned(tmp_path, Path.cwd())
 
 
-@pytest.mark.parametrize("edit, key", [
-    (lambda c: c["dataset"].update(name=".."), "key dataset.name:"),
-    (lambda c: c["dataset"].update(name="."), "key dataset.name:"),
-    (lambda c: c["dataset"].update(name="-n"), "key dataset.name:"),
-    (lambda c: c["dataset"].update(name="a b"), "key dataset.name:"),
-    (lambda c: c["experiments"].update({"..": {"loss": "none"}}), "'..'"),
-    (lambda c: c["experiments"].update({"-h": {"loss": "none"}}), "'-h'"),
-    (lambda c: c["features"].update(cache_dir="--help"), "key features.cache_dir:"),
-    (lambda c: c["features"].update(cache_dir=""), "key features.cache_dir:"),
-    (lambda c: c["dataset"].update(audio_root="-x/audio"), "key dataset.audio_root:"),
-    (lambda c: c["experiments"]["RbL"].update(lr=float("nan")), "experiments.RbL.lr (nan)"),
-    (lambda c: c["experiments"]["RbL"].update(lr=float("inf")), "experiments.RbL.lr (inf)"),
-    (lambda c: c["experiments"]["RbL"].update(margins=[0.1, float("nan")]), "experiments.RbL.margins[1] (nan)"),
-    (lambda c: c["split"]["fractions"].update(val=float("inf")), "split.fractions.val (inf)"),
-    (lambda c: c["train"].update(collapse_spread=float("inf")), "train.collapse_spread (inf)"),
-])
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["dataset"].update(name=".."), "key dataset.name:"),
+        (lambda c: c["dataset"].update(name="."), "key dataset.name:"),
+        (lambda c: c["dataset"].update(name="-n"), "key dataset.name:"),
+        (lambda c: c["dataset"].update(name="a b"), "key dataset.name:"),
+        (lambda c: c["experiments"].update({"..": {"loss": "none"}}), "'..'"),
+        (lambda c: c["experiments"].update({"-h": {"loss": "none"}}), "'-h'"),
+        (lambda c: c["features"].update(cache_dir="--help"), "key features.cache_dir:"),
+        (lambda c: c["features"].update(cache_dir=""), "key features.cache_dir:"),
+        (lambda c: c["dataset"].update(audio_root="-x/audio"), "key dataset.audio_root:"),
+        (lambda c: c["experiments"]["RbL"].update(lr=float("nan")), "experiments.RbL.lr (nan)"),
+        (lambda c: c["experiments"]["RbL"].update(lr=float("inf")), "experiments.RbL.lr (inf)"),
+        (lambda c: c["experiments"]["RbL"].update(margins=[0.1, float("nan")]), "experiments.RbL.margins[1] (nan)"),
+        (lambda c: c["split"]["fractions"].update(val=float("inf")), "split.fractions.val (inf)"),
+        (lambda c: c["train"].update(collapse_spread=float("inf")), "train.collapse_spread (inf)"),
+    ],
+)
 def test_names_paths_and_numbers_that_would_break_a_run_are_refused(tmp_path, edit, key):
-    config = demo_config("data", "cache", "weights",
-                         {"InitEmb": {"loss": "none"}, "RbL": {"loss": "rank", "max_epochs": 1}})
+    config = demo_config(
+        "data", "cache", "weights", {"InitEmb": {"loss": "none"}, "RbL": {"loss": "rank", "max_epochs": 1}}
+    )
     edit(config)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(tmp_path, "-n")
@@ -149,6 +173,7 @@ def test_experiment_names_are_matched_literally(tmp_path):
 
 
 # --- the documented commands ------------------------------------------------------------------
+
 
 def documented_commands() -> list[tuple[str, str]]:
     """(file, command) of every snakemake command in the READMEs' code blocks, continuations joined."""

@@ -19,10 +19,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from runs import kill_when, rbl_process
 from rbl.atomic import atomic_path
 from rbl.cli import main
 from rbl.features import ENTRY_SIZE, STALE_TMP_SECONDS, Cache
+
+from runs import kill_when, rbl_process
 
 RATE = 16000
 N_CLIPS = 300
@@ -37,22 +38,63 @@ def write_clips(folder: Path, n: int, seconds: float = 0.05) -> Path:
     rows = []
     for i in range(n):
         name = f"clip{i:04d}.wav"
-        sf.write(audio / name, (rng.standard_normal(int(seconds * RATE)) * 0.1).astype(np.float32), RATE,
-                 subtype="PCM_16")
+        sf.write(
+            audio / name, (rng.standard_normal(int(seconds * RATE)) * 0.1).astype(np.float32), RATE, subtype="PCM_16"
+        )
         rows.append({"file": name, "label": kinds[i % 4]})
     pd.DataFrame(rows).to_csv(folder / "annotations.csv", index=False)
     pd.DataFrame({"family": ["A", "A", "B", "B"], "kind": kinds}).to_csv(folder / "taxonomy.csv", index=False)
-    assert main(["--quiet", "ingest", "--taxonomy", str(folder / "taxonomy.csv"), "--annotations",
-                 str(folder / "annotations.csv"), "--audio-root", str(audio), "--out-manifest",
-                 str(folder / "manifest.csv"), "--out-taxonomy", str(folder / "taxonomy.out.csv")]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "ingest",
+                "--taxonomy",
+                str(folder / "taxonomy.csv"),
+                "--annotations",
+                str(folder / "annotations.csv"),
+                "--audio-root",
+                str(audio),
+                "--out-manifest",
+                str(folder / "manifest.csv"),
+                "--out-taxonomy",
+                str(folder / "taxonomy.out.csv"),
+            ]
+        )
+        == 0
+    )
     return folder
 
 
 def extract_args(folder: Path, cache: Path, out: str) -> list[str]:
-    return ["--quiet", "extract", "--manifest", str(folder / "manifest.csv"), "--extractor", "logmel",
-            "--weights-dir", "none", "--download", "false", "--final-relu", "true", "--verify", "true",
-            "--batch-clips", "4", "--workers", "1", "--device", "cpu", "--cache-dir", str(cache),
-            "--out", str(folder / f"{out}.npy"), "--info", str(folder / f"{out}.json")]
+    return [
+        "--quiet",
+        "extract",
+        "--manifest",
+        str(folder / "manifest.csv"),
+        "--extractor",
+        "logmel",
+        "--weights-dir",
+        "none",
+        "--download",
+        "false",
+        "--final-relu",
+        "true",
+        "--verify",
+        "true",
+        "--batch-clips",
+        "4",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(folder / f"{out}.npy"),
+        "--info",
+        str(folder / f"{out}.json"),
+    ]
 
 
 def entries(cache: Path) -> list[Path]:
@@ -71,8 +113,12 @@ def cache_of(cache: Path) -> Cache:
 def test_killed_extraction_resumes_from_the_cache(tmp_path):
     folder = write_clips(tmp_path / "data", N_CLIPS)
     cache = tmp_path / "cache"
-    kill_when(rbl_process(extract_args(folder, cache, "killed"), stderr=subprocess.PIPE),
-              lambda: len(entries(cache)) >= N_CLIPS // 4, "extraction", poll=0.01)
+    kill_when(
+        rbl_process(extract_args(folder, cache, "killed"), stderr=subprocess.PIPE),
+        lambda: len(entries(cache)) >= N_CLIPS // 4,
+        "extraction",
+        poll=0.01,
+    )
     assert not (folder / "killed.npy").exists()  # outputs are written last, atomically
 
     # Every entry a reader can see is whole and passes its checks; temporaries are hidden.
@@ -82,8 +128,11 @@ def test_killed_extraction_resumes_from_the_cache(tmp_path):
     manifest = pd.read_csv(folder / "manifest.csv")
     digests = set(manifest["sha256"])
     assert all(store.get(p.stem) is not None and p.stem in digests for p in done)
-    assert all(p.name.startswith(".") and ".tmp" in p.name for p in cache.rglob("*")
-               if p.is_file() and p not in done and p.name != "settings.json")
+    assert all(
+        p.name.startswith(".") and ".tmp" in p.name
+        for p in cache.rglob("*")
+        if p.is_file() and p not in done and p.name != "settings.json"
+    )
 
     # The rerun finishes and recomputes only what was not cached.
     assert main(extract_args(folder, cache, "resumed")) == 0
@@ -145,7 +194,7 @@ def test_damaged_cache_entries_are_recomputed_not_trusted(tmp_path):
     # A well-formed entry whose vector does not match its checksum.
     entry = bytearray(paths[7].read_bytes())
     vec = np.frombuffer(bytes(entry), dtype="<f4", count=128, offset=36) + np.float32(1)
-    entry[36:36 + 512] = vec.astype("<f4").tobytes()
+    entry[36 : 36 + 512] = vec.astype("<f4").tobytes()
     paths[7].write_bytes(bytes(entry))
     damaged = 7
     assert main(extract_args(folder, cache, "b")) == 0
@@ -184,6 +233,7 @@ def test_a_killed_write_never_replaces_the_old_file(tmp_path):
 
 # --- reproducibility --------------------------------------------------------------------------
 
+
 def tiny_training_data(folder: Path) -> None:
     rng = np.random.default_rng(0)
     kinds = np.repeat(np.arange(4), 10)
@@ -192,9 +242,18 @@ def tiny_training_data(folder: Path) -> None:
     names = ["a1", "a2", "b1", "b2"]
     files = [f"c{i:02d}.wav" for i in range(40)]
     split = np.array(["train", "train", "train", "val", "test_seen"] * 8)
-    pd.DataFrame({"file": files, "path": files, "sha256": "0", "label": [names[k] for k in kinds], "group": files,
-                  "split": "", "family": [families[k] for k in kinds], "kind": [names[k] for k in kinds]}
-                 ).to_csv(folder / "manifest.csv", index=False)
+    pd.DataFrame(
+        {
+            "file": files,
+            "path": files,
+            "sha256": "0",
+            "label": [names[k] for k in kinds],
+            "group": files,
+            "split": "",
+            "family": [families[k] for k in kinds],
+            "kind": [names[k] for k in kinds],
+        }
+    ).to_csv(folder / "manifest.csv", index=False)
     pd.DataFrame({"family": families, "kind": names}).to_csv(folder / "taxonomy.csv", index=False)
     pd.DataFrame({"file": files, "split": split}).to_csv(folder / "splits.csv", index=False)
     np.savez(folder / "x.npz", x=x, mean=np.zeros(16, np.float32), std=np.ones(16, np.float32))
@@ -202,17 +261,87 @@ def tiny_training_data(folder: Path) -> None:
 
 
 def train_and_evaluate(folder: Path, out: str, seed: int) -> None:
-    common = ["--manifest", str(folder / "manifest.csv"), "--taxonomy", str(folder / "taxonomy.csv"),
-              "--splits", str(folder / "splits.csv")]
-    assert main(["--quiet", "train", "--features", str(folder / "x.npz"), *common, "--seed", str(seed),
-                 "--device", "cpu", "--out", str(folder / f"{out}.pt"), "--history", str(folder / f"{out}.csv"),
-                 "--loss", "rank", "--sampler", "balanced", "--optimizer", "adam", "--lr", "0.01",
-                 "--batch-size", "8", "--max-epochs", "4", "--patience", "4", "--hidden", "8"]) == 0
-    assert main(["--quiet", "embed", "--features", str(folder / "x.npz"), "--checkpoint", str(folder / f"{out}.pt"),
-                 "--out", str(folder / f"{out}.emb.npz")]) == 0
-    assert main(["--quiet", "evaluate", "--embeddings", str(folder / f"{out}.emb.npz"), *common,
-                 "--features-info", str(folder / "info.json"), "--dataset", "d", "--experiment", "e",
-                 "--seed", str(seed), "--out", str(folder / f"{out}.json")]) == 0
+    common = [
+        "--manifest",
+        str(folder / "manifest.csv"),
+        "--taxonomy",
+        str(folder / "taxonomy.csv"),
+        "--splits",
+        str(folder / "splits.csv"),
+    ]
+    assert (
+        main(
+            [
+                "--quiet",
+                "train",
+                "--features",
+                str(folder / "x.npz"),
+                *common,
+                "--seed",
+                str(seed),
+                "--device",
+                "cpu",
+                "--out",
+                str(folder / f"{out}.pt"),
+                "--history",
+                str(folder / f"{out}.csv"),
+                "--loss",
+                "rank",
+                "--sampler",
+                "balanced",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "0.01",
+                "--batch-size",
+                "8",
+                "--max-epochs",
+                "4",
+                "--patience",
+                "4",
+                "--hidden",
+                "8",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "--quiet",
+                "embed",
+                "--features",
+                str(folder / "x.npz"),
+                "--checkpoint",
+                str(folder / f"{out}.pt"),
+                "--out",
+                str(folder / f"{out}.emb.npz"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "--quiet",
+                "evaluate",
+                "--embeddings",
+                str(folder / f"{out}.emb.npz"),
+                *common,
+                "--features-info",
+                str(folder / "info.json"),
+                "--dataset",
+                "d",
+                "--experiment",
+                "e",
+                "--seed",
+                str(seed),
+                "--out",
+                str(folder / f"{out}.json"),
+            ]
+        )
+        == 0
+    )
 
 
 def test_training_twice_gives_identical_results(tmp_path):
@@ -222,11 +351,14 @@ def test_training_twice_gives_identical_results(tmp_path):
     load = {k: torch.load(tmp_path / f"{k}.pt", weights_only=True) for k in "abc"}
     a, b, c = (load[k]["state_dict"] for k in "abc")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert {k: v for k, v in load["a"].items() if k != "state_dict"} == \
-        {k: v for k, v in load["b"].items() if k != "state_dict"}
+    assert {k: v for k, v in load["a"].items() if k != "state_dict"} == {
+        k: v for k, v in load["b"].items() if k != "state_dict"
+    }
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
-    assert np.load(tmp_path / "a.emb.npz")["embeddings"].tobytes() == \
-        np.load(tmp_path / "b.emb.npz")["embeddings"].tobytes()
+    assert (
+        np.load(tmp_path / "a.emb.npz")["embeddings"].tobytes()
+        == np.load(tmp_path / "b.emb.npz")["embeddings"].tobytes()
+    )
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
     # Another seed is another run (so the equality above is not vacuous).
     assert not all(torch.equal(a[k], c[k]) for k in a)

@@ -5,19 +5,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
-from loops import random_batch, rank_loss_loop
 from rbl.losses import RankBasedLoss, pairwise_distance
 from rbl.losses._rank_cpu import Workspace, loss_and_grad, tree_distance_np
 from rbl.metrics import mean_silhouette
 from rbl.taxonomy import tree_distance
 
+from loops import random_batch, rank_loss_loop
 
 TARGETS = st.sampled_from([("gap", 0.0), ("gap", 0.1), ("gap", 0.5), ("edge", 0.0), ("reference", 0.0)])
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10**6), depth=st.integers(2, 5), n=st.integers(2, 14),
-       target=TARGETS, distance=st.sampled_from(["cosine", "euclidean"]))
+@given(
+    seed=st.integers(0, 10**6),
+    depth=st.integers(2, 5),
+    n=st.integers(2, 14),
+    target=TARGETS,
+    distance=st.sampled_from(["cosine", "euclidean"]),
+)
 def test_rank_loss_and_gradient_match_loop(seed, depth, n, target, distance):
     (target, margin) = target
     x, labels = random_batch(seed, depth, n)
@@ -137,8 +142,13 @@ def _grads(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6), depth=st.integers(2, 5), n=st.integers(2, 14),
-       target=TARGETS, distance=st.sampled_from(["cosine", "euclidean"]))
+@given(
+    seed=st.integers(0, 10**6),
+    depth=st.integers(2, 5),
+    n=st.integers(2, 14),
+    target=TARGETS,
+    distance=st.sampled_from(["cosine", "euclidean"]),
+)
 def test_generic_torch_path_matches_loop(seed, depth, n, target, distance):
     # The device-generic path (used off CPU and for the reference target) on its own.
     (target, margin) = target
@@ -150,20 +160,28 @@ def test_generic_torch_path_matches_loop(seed, depth, n, target, distance):
 
 
 @settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 10**6), depth=st.integers(1, 5), n=st.integers(2, 40),
-       distance=st.sampled_from(["cosine", "euclidean"]), ties=st.booleans(), incomplete=st.booleans(),
-       buckets=st.sampled_from([1, 2, 3, 7, 4096]),
-       target=st.sampled_from([("gap", 0.0), ("gap", 0.2), ("edge", 0.0)]))
+@given(
+    seed=st.integers(0, 10**6),
+    depth=st.integers(1, 5),
+    n=st.integers(2, 40),
+    distance=st.sampled_from(["cosine", "euclidean"]),
+    ties=st.booleans(),
+    incomplete=st.booleans(),
+    buckets=st.sampled_from([1, 2, 3, 7, 4096]),
+    target=st.sampled_from([("gap", 0.0), ("gap", 0.2), ("edge", 0.0)]),
+)
 def test_cpu_kernel_selection_paths_match_loop(seed, depth, n, distance, ties, incomplete, buckets, target):
     # Few buckets force the bucketed selection (with ties filling a bucket, or all values in one);
     # 4096 the quickselect on a copy. One workspace is reused across sizes, as in training.
     x, labels = random_batch(seed, depth, n, ties=ties, incomplete=incomplete)
     workspace = Workspace()
     (target, margin) = target
-    loss_and_grad(np.ones((50, 2)), np.zeros((50, 1), dtype=np.int64), distance, True, workspace,
-                  target=target, margin=margin)
-    loss, grad = loss_and_grad(x.detach().numpy(), labels.numpy(), distance, True, workspace, buckets,
-                               target=target, margin=margin)
+    loss_and_grad(
+        np.ones((50, 2)), np.zeros((50, 1), dtype=np.int64), distance, True, workspace, target=target, margin=margin
+    )
+    loss, grad = loss_and_grad(
+        x.detach().numpy(), labels.numpy(), distance, True, workspace, buckets, target=target, margin=margin
+    )
     slow = rank_loss_loop(pairwise_distance(x, distance), labels, target, margin)
     torch.testing.assert_close(torch.tensor(loss, dtype=torch.float64), slow.detach())
     torch.testing.assert_close(torch.from_numpy(grad), _grads(slow, x))

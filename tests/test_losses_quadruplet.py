@@ -4,8 +4,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rbl.losses.quadruplet as quadruplet_module
-from loops import quadruplet_loss_loop, random_batch
 from rbl.losses import QuadrupletLoss, pairwise_distance
+
+from loops import quadruplet_loss_loop, random_batch
 
 
 def _grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -14,9 +15,16 @@ def _grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10**6), depth=st.integers(2, 5), n=st.integers(2, 11),
-       margin=st.sampled_from([0.0, 0.2, 0.7]), per_level=st.booleans(),
-       distance=st.sampled_from(["cosine", "euclidean"]), ties=st.booleans(), incomplete=st.booleans())
+@given(
+    seed=st.integers(0, 10**6),
+    depth=st.integers(2, 5),
+    n=st.integers(2, 11),
+    margin=st.sampled_from([0.0, 0.2, 0.7]),
+    per_level=st.booleans(),
+    distance=st.sampled_from(["cosine", "euclidean"]),
+    ties=st.booleans(),
+    incomplete=st.booleans(),
+)
 def test_quadruplet_loss_and_gradient_match_loop(seed, depth, n, margin, per_level, distance, ties, incomplete):
     x, labels = random_batch(seed, depth, n, ties=ties, incomplete=incomplete)
     margins = [margin + 0.1 * k for k in range(depth)] if per_level else [margin] * depth
@@ -59,8 +67,13 @@ def test_one_level_is_the_all_triplets_loss():
     x, labels = random_batch(3, 1, 9, incomplete=False)
     d = pairwise_distance(x, "cosine")
     fine = labels[:, 0]
-    terms = [torch.relu(d[a, p] - d[a, n] + 0.2) for a in range(9) for p in range(9) for n in range(9)
-             if p != a and fine[p] == fine[a] and fine[n] != fine[a]]
+    terms = [
+        torch.relu(d[a, p] - d[a, n] + 0.2)
+        for a in range(9)
+        for p in range(9)
+        for n in range(9)
+        if p != a and fine[p] == fine[a] and fine[n] != fine[a]
+    ]
     expected = torch.stack(terms).mean() if terms else d.sum() * 0
     torch.testing.assert_close(QuadrupletLoss()(x, labels), expected)
 

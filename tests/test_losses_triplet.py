@@ -3,8 +3,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loops import random_batch, triplet_semihard_loop
 from rbl.losses import TripletLoss, pairwise_distance
+
+from loops import random_batch, triplet_semihard_loop
 
 
 def _grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -13,9 +14,15 @@ def _grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 @settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 10**6), depth=st.integers(1, 5), n=st.integers(1, 16),
-       margin=st.sampled_from([0.0, 0.2, 1.0]), distance=st.sampled_from(["cosine", "euclidean"]),
-       ties=st.booleans(), incomplete=st.booleans())
+@given(
+    seed=st.integers(0, 10**6),
+    depth=st.integers(1, 5),
+    n=st.integers(1, 16),
+    margin=st.sampled_from([0.0, 0.2, 1.0]),
+    distance=st.sampled_from(["cosine", "euclidean"]),
+    ties=st.booleans(),
+    incomplete=st.booleans(),
+)
 def test_triplet_loss_and_gradient_match_loop(seed, depth, n, margin, distance, ties, incomplete):
     x, labels = random_batch(seed, depth, n, ties=ties, incomplete=incomplete)
     fast = TripletLoss(margin=margin, distance=distance)(x, labels)

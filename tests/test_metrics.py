@@ -39,10 +39,21 @@ def test_unknown_labels_are_left_out_and_undefined_levels_explained():
 
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors  # noqa: E402
 
-from rbl.metrics import (choose_k, class_paths, knn_accuracy, knn_accuracy_loo, knn_vote,  # noqa: E402
-                         lowest_seen_parent, map_at_r, mistake_severity, nearest_neighbours,
-                         neighbour_labels_per_level, paired_tree_distance, parent_accuracy,
-                         tree_distance_spearman)
+from rbl.metrics import (  # noqa: E402
+    choose_k,
+    class_paths,
+    knn_accuracy,
+    knn_accuracy_loo,
+    knn_vote,
+    lowest_seen_parent,
+    map_at_r,
+    mistake_severity,
+    nearest_neighbours,
+    neighbour_labels_per_level,
+    paired_tree_distance,
+    parent_accuracy,
+    tree_distance_spearman,
+)
 from rbl.taxonomy import tree_distance  # noqa: E402
 
 
@@ -61,7 +72,9 @@ def test_nearest_neighbours_match_sklearn(chunk_elems):
     want = NearestNeighbors(n_neighbors=5, metric="cosine", algorithm="brute").fit(ref).kneighbors(query)[1]
     np.testing.assert_array_equal(got, want)
     # Leave-one-out: the query itself is skipped, and k is capped by what remains.
-    loo = nearest_neighbours(torch.tensor(ref), torch.tensor(ref), 100, exclude=torch.arange(40), chunk_elems=chunk_elems)
+    loo = nearest_neighbours(
+        torch.tensor(ref), torch.tensor(ref), 100, exclude=torch.arange(40), chunk_elems=chunk_elems
+    )
     want = NearestNeighbors(n_neighbors=40, metric="cosine", algorithm="brute").fit(ref).kneighbors(ref)[1][:, 1:]
     assert loo.shape == (40, 39)
     np.testing.assert_array_equal(loo.numpy(), want)
@@ -117,7 +130,7 @@ def test_knn_accuracy_loo_matches_sklearn_refit_without_each_query():
         rest = np.delete(np.arange(50), i)
         # Neighbours from scikit-learn refitted without the query; the vote (and its tie rule) is ours.
         clf = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute").fit(x[rest], y[rest])
-        right.append(knn_vote(torch.tensor(y[rest])[torch.tensor(clf.kneighbors(x[i:i + 1])[1])]).item() == y[i])
+        right.append(knn_vote(torch.tensor(y[rest])[torch.tensor(clf.kneighbors(x[i : i + 1])[1])]).item() == y[i])
     assert score.n == 49 and score.value == pytest.approx(np.mean(right))
     singletons = knn_accuracy_loo(torch.tensor([0, 1, 2]), torch.tensor([[1], [0], [0]]), 1)
     assert math.isnan(singletons.value) and "single example" in singletons.reason
@@ -150,6 +163,7 @@ def test_neighbour_labels_per_level_skips_unlabelled_and_self():
 
 # --- mAP@R -------------------------------------------------------------------------------------
 
+
 def _map_at_r_loop(x: np.ndarray, y: np.ndarray) -> float:
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     aps = []
@@ -161,7 +175,7 @@ def _map_at_r_loop(x: np.ndarray, y: np.ndarray) -> float:
         dist[i] = np.inf
         order = np.argsort(dist, kind="stable")[:r]
         rel = y[order] == y[i]
-        aps.append(sum(rel[:j + 1].sum() / (j + 1) for j in range(r) if rel[j]) / r)
+        aps.append(sum(rel[: j + 1].sum() / (j + 1) for j in range(r) if rel[j]) / r)
     return float(np.mean(aps))
 
 
@@ -190,6 +204,7 @@ def test_map_at_r_undefined():
 
 
 # --- tree distances ----------------------------------------------------------------------------
+
 
 def test_paired_tree_distance_matches_all_pairs_diagonal():
     rng = np.random.default_rng(0)
@@ -245,6 +260,7 @@ def test_spearman_undefined():
 
 
 # --- unseen classes ----------------------------------------------------------------------------
+
 
 def test_parent_accuracy_at_the_lowest_seen_parent():
     ref = torch.tensor([[0, 0, 0], [0, 1, 1], [1, 2, 2]])

@@ -37,8 +37,17 @@ def test_plot_embeddings(tmp_path, dim, projection):
         assert ax.get_xlabel().startswith("PC1")
     texts = [t for t in _legend_texts(fig) if t]
     # Each family's heading, then its instruments; points of unknown instrument; unlabelled last.
-    assert texts == ["brass", "horn", "trumpet", "(instrument unknown)", "strings", "violin", "cello",
-                     "(instrument unknown)", "unlabelled"]
+    assert texts == [
+        "brass",
+        "horn",
+        "trumpet",
+        "(instrument unknown)",
+        "strings",
+        "violin",
+        "cello",
+        "(instrument unknown)",
+        "unlabelled",
+    ]
     fig.savefig(tmp_path / "emb.png")
     assert (tmp_path / "emb.png").stat().st_size > 0
 
@@ -91,9 +100,14 @@ def test_plot_embeddings_key_names_all_70_classes_readably(tmp_path, dim):
 
 def test_plot_training_curves(tmp_path):
     epochs = np.arange(6)
-    frame = pd.DataFrame({"epoch": epochs, "loss": [np.nan, 1.0, 0.8, 0.7, 0.6, 0.55],
-                          "val_silhouette": [0.1, 0.2, 0.3, 0.35, 0.34, 0.33],
-                          "spread": [1.0, 0.9, 0.5, 0.2, 0.05, 0.01]})
+    frame = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "loss": [np.nan, 1.0, 0.8, 0.7, 0.6, 0.55],
+            "val_silhouette": [0.1, 0.2, 0.3, 0.35, 0.34, 0.33],
+            "spread": [1.0, 0.9, 0.5, 0.2, 0.05, 0.01],
+        }
+    )
     old = frame.drop(columns="spread")  # a history written before the spread was recorded
     fig = plot_training_curves({"RbL/seed0": frame, "RbL/seed1": frame, "QuadL/seed0": old}, collapse_spread=0.1)
     loss, sil, spread = fig.axes
@@ -117,9 +131,20 @@ def test_plot_metric_bars(tmp_path):
         for split in ("val", "test_unseen"):
             for metric, level in (("silhouette", "family"), ("knn_acc", "instrument"), ("spearman", "all")):
                 undefined = metric == "knn_acc" and split == "test_unseen"
-                rows.append({"dataset": "demo", "experiment": experiment, "extractor": "vggish", "split": split,
-                             "level": level, "metric": metric, "mean": np.nan if undefined else 0.5,
-                             "std": np.nan if n_seeds == 1 else 0.05, "n_seeds": n_seeds, "delta_vs_InitEmb": 0.0})
+                rows.append(
+                    {
+                        "dataset": "demo",
+                        "experiment": experiment,
+                        "extractor": "vggish",
+                        "split": split,
+                        "level": level,
+                        "metric": metric,
+                        "mean": np.nan if undefined else 0.5,
+                        "std": np.nan if n_seeds == 1 else 0.05,
+                        "n_seeds": n_seeds,
+                        "delta_vs_InitEmb": 0.0,
+                    }
+                )
     fig = plot_metric_bars(pd.DataFrame(rows))
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title().split()[0] for ax in visible] == ["silhouette", "knn_acc", "spearman"]

@@ -37,8 +37,10 @@ def _setup(tmp_path, readme_text):
 
 
 def test_stale_table_is_reported_and_rewritten(tmp_path, capsys):
-    text = ("intro, quoting `<!-- table:demo bogus -->` and `<!-- /table -->`\n\n<!-- table:demo silhouette -->\n"
-            "| old | table |\n<!-- /table -->\n\nafter\n")
+    text = (
+        "intro, quoting `<!-- table:demo bogus -->` and `<!-- /table -->`\n\n<!-- table:demo silhouette -->\n"
+        "| old | table |\n<!-- /table -->\n\nafter\n"
+    )
     readme, tables = _setup(tmp_path, text)
     args = ["--readme", str(readme), "--tables", str(tables)]
     assert readme_tables.main(args + ["--check"]) == 1
@@ -62,8 +64,10 @@ def test_average_table_is_the_mean_of_the_level_means(tmp_path):
     table = read_summary(tables / "demo/summary.csv")
     part = table[(table["split"] == "test_seen") & (table["metric"] == "silhouette")]
     rbl = part[part["experiment"] == "RbL"]
-    expected = (f"| RbL | 3 | {rbl['mean'].iloc[0]:.3f} ± {rbl['std'].iloc[0]:.3f} | "
-                f"{rbl['mean'].iloc[1]:.3f} ± {rbl['std'].iloc[1]:.3f} | {rbl['mean'].mean():.3f} |")
+    expected = (
+        f"| RbL | 3 | {rbl['mean'].iloc[0]:.3f} ± {rbl['std'].iloc[0]:.3f} | "
+        f"{rbl['mean'].iloc[1]:.3f} ± {rbl['std'].iloc[1]:.3f} | {rbl['mean'].mean():.3f} |"
+    )
     assert expected in readme.read_text()
     assert "| experiment | seeds | family silhouette | sound silhouette | average |" in readme.read_text()
 
@@ -72,8 +76,11 @@ def test_from_results_copies_the_cited_summaries(tmp_path):
     readme, tables = _setup(tmp_path, "<!-- table:demo split val -->\n<!-- /table -->\n")
     results = tmp_path / "results"
     (results / "demo").mkdir(parents=True)
-    new = (tables / "demo/summary.csv").read_text().replace("demo,RbL,logmel,val,all,spearman,0.7",
-                                                            "demo,RbL,logmel,val,all,spearman,0.1")
+    new = (
+        (tables / "demo/summary.csv")
+        .read_text()
+        .replace("demo,RbL,logmel,val,all,spearman,0.7", "demo,RbL,logmel,val,all,spearman,0.1")
+    )
     (results / "demo/summary.csv").write_text(new)
     assert readme_tables.main(["--readme", str(readme), "--tables", str(tables), "--from-results", str(results)]) == 0
     assert (tables / "demo/summary.csv").read_text() == new
@@ -86,11 +93,18 @@ def _history(scores):
 
 
 def test_kept_epoch_is_the_first_best_validation_epoch():
-    table = kept_epochs({("RbL", 1): _history([0.1, 0.3, 0.3, 0.2]), ("RbL", 0): _history([np.nan, 0.2, 0.1]),
-                         ("QuadL", 0): _history([np.nan, np.nan])})
-    assert table.to_dict("records") == [{"experiment": "QuadL", "seed": 0, "epoch": -1},
-                                        {"experiment": "RbL", "seed": 0, "epoch": 1},
-                                        {"experiment": "RbL", "seed": 1, "epoch": 1}]
+    table = kept_epochs(
+        {
+            ("RbL", 1): _history([0.1, 0.3, 0.3, 0.2]),
+            ("RbL", 0): _history([np.nan, 0.2, 0.1]),
+            ("QuadL", 0): _history([np.nan, np.nan]),
+        }
+    )
+    assert table.to_dict("records") == [
+        {"experiment": "QuadL", "seed": 0, "epoch": -1},
+        {"experiment": "RbL", "seed": 0, "epoch": 1},
+        {"experiment": "RbL", "seed": 1, "epoch": 1},
+    ]
 
 
 def test_from_results_writes_the_kept_epochs_of_every_run(tmp_path):
@@ -119,16 +133,19 @@ def test_from_results_writes_the_kept_epochs_of_every_run(tmp_path):
     assert readme_tables.main(args + ["--check"]) == 2  # the marker needs the file
 
 
-@pytest.mark.parametrize("text, message", [
-    ("<!-- table:demo -->\n<!-- /table -->\n", "line 1: marker 'table:demo' is not 'table:DATASET KIND'"),
-    ("x\n<!-- table:demo split -->\n<!-- /table -->\n", "line 2: marker"),
-    ("<!-- table:../demo silhouette -->\n<!-- /table -->\n", "dataset name '../demo'"),
-    ("a\n\n<!-- table:demo silhouette -->\n| t |\n", "line 3: table marker without its '<!-- /table -->'"),
-    ("<!-- table:demo split train -->\n<!-- /table -->\n", "no split 'train' in the summary table"),
-    ("<!-- table:missing silhouette -->\n<!-- /table -->\n", "missing/summary.csv: no such file"),
-    ("<!-- table:demo average val epoch -->\n<!-- /table -->\n", "KIND one of"),
-    ("<!-- table:demo average val epochs -->\n<!-- /table -->\n", "demo/kept_epochs.csv: no such file"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("<!-- table:demo -->\n<!-- /table -->\n", "line 1: marker 'table:demo' is not 'table:DATASET KIND'"),
+        ("x\n<!-- table:demo split -->\n<!-- /table -->\n", "line 2: marker"),
+        ("<!-- table:../demo silhouette -->\n<!-- /table -->\n", "dataset name '../demo'"),
+        ("a\n\n<!-- table:demo silhouette -->\n| t |\n", "line 3: table marker without its '<!-- /table -->'"),
+        ("<!-- table:demo split train -->\n<!-- /table -->\n", "no split 'train' in the summary table"),
+        ("<!-- table:missing silhouette -->\n<!-- /table -->\n", "missing/summary.csv: no such file"),
+        ("<!-- table:demo average val epoch -->\n<!-- /table -->\n", "KIND one of"),
+        ("<!-- table:demo average val epochs -->\n<!-- /table -->\n", "demo/kept_epochs.csv: no such file"),
+    ],
+)
 def test_bad_markers_and_missing_tables_are_named(tmp_path, capsys, text, message):
     readme, tables = _setup(tmp_path, text)
     assert readme_tables.main(["--readme", str(readme), "--tables", str(tables)]) == 2

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from rbl.demo import generate
-from runs import planned_rules, snakemake, load_test_config, write_config
+
+from runs import load_test_config, planned_rules, snakemake, write_config
 
 MANIFEST = "results/user/manifest.csv"
 
@@ -41,8 +42,21 @@ def sha_of(workdir, clip) -> str:
 
 def test_content_changes_rerun_and_touches_do_not(user):
     first, second = clips(user)[:2]
-    assert planned_rules(user) - {"split", "extract", "gather_features", "normalise", "embed", "evaluate",
-                                  "plot_embeddings", "summarise", "provenance"} == set()
+    assert (
+        planned_rules(user)
+        - {
+            "split",
+            "extract",
+            "gather_features",
+            "normalise",
+            "embed",
+            "evaluate",
+            "plot_embeddings",
+            "summarise",
+            "provenance",
+        }
+        == set()
+    )
     # touched: new times, same bytes
     os.utime(first, ns=(4 * 10**18, 4 * 10**18))
     out = snakemake(user, MANIFEST, "-n")
@@ -78,14 +92,17 @@ def test_added_and_removed_clips_rerun(user):
     assert len(pd.read_csv(user / MANIFEST)) == len(rows) - 1
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"file,label\nt\xe9st.wav,hiss\n", "not UTF-8 text"),
-    (b"File,Label\nx.wav,hiss\n", "no 'file' column"),
-    (b"file;label\nx.wav;hiss\n", "semicolon-separated"),
-    (b"", "empty file"),
-    (b"file,label\n/etc/passwd,hiss\n", "line 2: '/etc/passwd' is an absolute path"),
-    (b"file,label\n../../x.wav,hiss\n", "line 2: '../../x.wav' points outside the root folder"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"file,label\nt\xe9st.wav,hiss\n", "not UTF-8 text"),
+        (b"File,Label\nx.wav,hiss\n", "no 'file' column"),
+        (b"file;label\nx.wav;hiss\n", "semicolon-separated"),
+        (b"", "empty file"),
+        (b"file,label\n/etc/passwd,hiss\n", "line 2: '/etc/passwd' is an absolute path"),
+        (b"file,label\n../../x.wav,hiss\n", "line 2: '../../x.wav' points outside the root folder"),
+    ],
+)
 def test_bad_annotations_are_reported_before_any_job(tmp_path, content, expected):
     generate(tmp_path / "data", clips_per_class=2, seed=0)
     (tmp_path / "data/annotations.csv").write_bytes(content)

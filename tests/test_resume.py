@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 import torch
+import yaml
 
 import rbl
 from rbl import atomic
@@ -23,6 +23,7 @@ from rbl.cli import main
 from rbl.experiment import TrainSettings
 from rbl.features import Cache
 from rbl.train import ResumeFile, code_hash, fit, run_key
+
 from runs import PROFILE, kill_when, rbl_process, snakemake_cmd, workflow_env
 from test_interrupt import tiny_training_data
 
@@ -41,12 +42,31 @@ def tiny_arrays() -> tuple[np.ndarray, ...]:
 
 
 SETTINGS = {
-    "adam, balanced": TrainSettings(optimizer="adam", lr=0.01, batch_size=8, max_epochs=30, patience=30,
-                                    hidden=(8,), out_dim=3),
-    "sgd momentum, random": TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, sampler="random", batch_size=8,
-                                          max_epochs=30, patience=30, hidden=(8,), out_dim=3),
-    "quadruplet, early stop": TrainSettings(loss="quadruplet", optimizer="adamw", lr=0.05, weight_decay=0.01,
-                                            batch_size=8, max_epochs=40, patience=10, out_dim=3, hidden=()),  # stops at 27
+    "adam, balanced": TrainSettings(
+        optimizer="adam", lr=0.01, batch_size=8, max_epochs=30, patience=30, hidden=(8,), out_dim=3
+    ),
+    "sgd momentum, random": TrainSettings(
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        sampler="random",
+        batch_size=8,
+        max_epochs=30,
+        patience=30,
+        hidden=(8,),
+        out_dim=3,
+    ),
+    "quadruplet, early stop": TrainSettings(
+        loss="quadruplet",
+        optimizer="adamw",
+        lr=0.05,
+        weight_decay=0.01,
+        batch_size=8,
+        max_epochs=40,
+        patience=10,
+        out_dim=3,
+        hidden=(),
+    ),  # stops at 27
 }
 
 
@@ -105,11 +125,39 @@ def test_a_killed_training_command_resumes_bit_for_bit(tmp_path, caplog):
     resume = tmp_path / "resume" / "run.pt"
 
     def args(out: str, *extra: str) -> list[str]:
-        return ["--quiet", "train", "--features", str(tmp_path / "x.npz"), "--manifest", str(tmp_path / "manifest.csv"),
-                "--taxonomy", str(tmp_path / "taxonomy.csv"), "--splits", str(tmp_path / "splits.csv"),
-                "--seed", "3", "--device", "cpu", "--out", str(tmp_path / f"{out}.pt"),
-                "--history", str(tmp_path / f"{out}.csv"), "--optimizer", "adam", "--lr", "0.01",
-                "--batch-size", "8", "--max-epochs", "400", "--patience", "400", "--hidden", "8", *extra]
+        return [
+            "--quiet",
+            "train",
+            "--features",
+            str(tmp_path / "x.npz"),
+            "--manifest",
+            str(tmp_path / "manifest.csv"),
+            "--taxonomy",
+            str(tmp_path / "taxonomy.csv"),
+            "--splits",
+            str(tmp_path / "splits.csv"),
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / f"{out}.pt"),
+            "--history",
+            str(tmp_path / f"{out}.csv"),
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--batch-size",
+            "8",
+            "--max-epochs",
+            "400",
+            "--patience",
+            "400",
+            "--hidden",
+            "8",
+            *extra,
+        ]
 
     killed = args("run", "--resume", str(resume), "--checkpoint-every", "5")
     kill_when(rbl_process(killed), resume.exists, "training", poll=0.002)
@@ -189,7 +237,7 @@ def _damage(path: Path, how: str) -> None:
         state["model"] = {k: torch.zeros(2, 2) for k in state["model"]}
         torch.save(state, path)
     elif how == "bad generator":
-        state["numpy_rng"] = "{\"bit_generator\": \"nope\"}"
+        state["numpy_rng"] = '{"bit_generator": "nope"}'
         torch.save(state, path)
     elif how == "history too short":
         state["history"] = state["history"][:-1]
@@ -200,8 +248,19 @@ def _damage(path: Path, how: str) -> None:
         raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["truncated", "empty", "garbage", "code inside", "wrong shapes", "bad generator",
-                                 "history too short", "missing fields"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "truncated",
+        "empty",
+        "garbage",
+        "code inside",
+        "wrong shapes",
+        "bad generator",
+        "history too short",
+        "missing fields",
+    ],
+)
 def test_a_damaged_state_is_ignored_with_a_warning(tmp_path, monkeypatch, caplog, how):
     arrays, settings = tiny_arrays(), SETTINGS["sgd momentum, random"]
     resume = ResumeFile(tmp_path / "state.pt", 5)
@@ -217,8 +276,27 @@ def test_a_damaged_state_is_ignored_with_a_warning(tmp_path, monkeypatch, caplog
 
 
 def test_resume_needs_an_interval(tmp_path, capsys):
-    args = ["train", "--features", "f", "--manifest", "m", "--taxonomy", "t", "--splits", "s", "--out", "o",
-            "--history", "h", "--seed", "0", "--device", "cpu", "--resume", str(tmp_path / "r.pt")]
+    args = [
+        "train",
+        "--features",
+        "f",
+        "--manifest",
+        "m",
+        "--taxonomy",
+        "t",
+        "--splits",
+        "s",
+        "--out",
+        "o",
+        "--history",
+        "h",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--resume",
+        str(tmp_path / "r.pt"),
+    ]
     assert main(args) == 2
     assert "--resume needs --checkpoint-every" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -229,6 +307,7 @@ def test_resume_needs_an_interval(tmp_path, capsys):
 
 
 # --- file modes ------------------------------------------------------------------------------
+
 
 @pytest.fixture(params=[0o022, 0o027, 0o077, 0o002])
 def umask(request):
@@ -258,23 +337,30 @@ def test_atomic_outputs_and_cache_entries_get_the_mode_of_a_plain_open(tmp_path,
     resume.save({"w": torch.ones(1)})
     files = [tmp_path / n for n in ("a.txt", "sub/b.bin", "c.csv", "d.npz", "e.pt")]
     files += [cache.path("ab" * 32), cache.dir / "settings.json", resume.path]
-    assert {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o7777) for p in files} == \
-        {str(p.relative_to(tmp_path)): oct(expected) for p in files}
+    assert {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o7777) for p in files} == {
+        str(p.relative_to(tmp_path)): oct(expected) for p in files
+    }
     assert cache.get("ab" * 32) is not None
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
 
 
 # --- the workflow ----------------------------------------------------------------------------
 
+
 def test_a_killed_workflow_resumes_training_after_unlock(tmp_path):
     """kill -9 of snakemake and its running training job, then README's recovery: `snakemake --unlock`
     and the same command again, which continues the training from its saved state."""
     from test_workflow import CONFIG
 
-    config = {**CONFIG, "seeds": [0], "train": {**CONFIG["train"], "checkpoint_every": 5},
-              "experiments": {"InitEmb": {"loss": "none"},
-                              "RbL": {"loss": "rank", "optimizer": "adam", "lr": 0.01, "max_epochs": 600,
-                                      "patience": 600}}}
+    config = {
+        **CONFIG,
+        "seeds": [0],
+        "train": {**CONFIG["train"], "checkpoint_every": 5},
+        "experiments": {
+            "InitEmb": {"loss": "none"},
+            "RbL": {"loss": "rank", "optimizer": "adam", "lr": 0.01, "max_epochs": 600, "patience": 600},
+        },
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = workflow_env()
     command = snakemake_cmd(tmp_path, "--workflow-profile", str(PROFILE))
@@ -282,8 +368,9 @@ def test_a_killed_workflow_resumes_training_after_unlock(tmp_path):
     log = tmp_path / "results/mini/logs/train/RbL/seed0.log"
     # Its own session, so the kill takes snakemake and the job it runs together, as when the
     # terminal, the login session or the node goes away.
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
     kill_when(proc, resume.exists, "training under the workflow", timeout=600, poll=0.01, group=True)
     assert not (tmp_path / "results/mini/models/RbL/seed0/model.pt").exists()
 

@@ -15,7 +15,7 @@ def grid_labels(branching: tuple[int, ...], per_leaf: int) -> np.ndarray:
     leaves = list(itertools.product(*[range(b) for b in branching]))
     rows = []
     for path in leaves:
-        codes = [int(np.ravel_multi_index(path[:k + 1], branching[:k + 1])) for k in range(len(path))]
+        codes = [int(np.ravel_multi_index(path[: k + 1], branching[: k + 1])) for k in range(len(path))]
         rows += [codes] * per_leaf
     return np.array(rows, dtype=np.int64)
 

@@ -42,8 +42,7 @@ LOCK = Path("/run/lock" if os.path.isdir("/run/lock") else tempfile.gettempdir()
 CONFIG = copy.deepcopy(WORKFLOW_CONFIG)
 CONFIG["demo"]["clips_per_class"] = 8
 CONFIG["seeds"] = [0]
-CONFIG["experiments"] = {"InitEmb": {"loss": "none"},
-                         "RbL": {**WORKFLOW_CONFIG["experiments"]["RbL"], "max_epochs": 3}}
+CONFIG["experiments"] = {"InitEmb": {"loss": "none"}, "RbL": {**WORKFLOW_CONFIG["experiments"]["RbL"], "max_epochs": 3}}
 CONFIG["features"].update(shards=2, gpus=0, device="cpu", workers=min(2, os.cpu_count() or 1))
 CONFIG["train"].update(gpus=1, device="cpu")
 NAME = CONFIG["dataset"]["name"]
@@ -123,17 +122,28 @@ def _slurm(tmp_path_factory):
     if install.returncode != 0:
         unavailable(f"SLURM packages could not be installed: {(install.stdout + install.stderr)[-1500:]}")
     state = tmp_path_factory.mktemp("slurm")
-    start_env = {**os.environ, "SLURM_PARTITION": PARTITION, "SLURM_FAKE_GPU": "1",
-                 "SLURM_CTLD_PORT": str(free_port()), "SLURMD_PORT": str(free_port())}
-    start = subprocess.run([str(SCRIPTS / "start.sh"), str(state)], capture_output=True, text=True,
-                           env=start_env, timeout=300)
+    start_env = {
+        **os.environ,
+        "SLURM_PARTITION": PARTITION,
+        "SLURM_FAKE_GPU": "1",
+        "SLURM_CTLD_PORT": str(free_port()),
+        "SLURMD_PORT": str(free_port()),
+    }
+    start = subprocess.run(
+        [str(SCRIPTS / "start.sh"), str(state)], capture_output=True, text=True, env=start_env, timeout=300
+    )
     try:
-        if start.returncode != 0 and ("was not written by this script" in start.stderr
-                                      or "another one-node SLURM" in start.stderr):
+        if start.returncode != 0 and (
+            "was not written by this script" in start.stderr or "another one-node SLURM" in start.stderr
+        ):
             unavailable(f"this machine runs another SLURM: {start.stderr.strip()}")
         assert start.returncode == 0, start.stdout + start.stderr
-        node = dict(re.findall(r"(\w+)=(\S*)", subprocess.run(
-            ["scontrol", "show", "node", "-o"], capture_output=True, text=True, check=True).stdout))
+        node = dict(
+            re.findall(
+                r"(\w+)=(\S*)",
+                subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True, text=True, check=True).stdout,
+            )
+        )
         yield {"dir": state, "host": node["NodeName"], "memory": int(node["RealMemory"])}
     finally:
         stop = subprocess.run([str(SCRIPTS / "stop.sh"), str(state)], capture_output=True, text=True, timeout=120)
@@ -148,8 +158,10 @@ def profile_for(node_memory: int, workdir: Path) -> tuple[Path, dict]:
     a cluster node: then a copy with every memory request capped at half the node.
     """
     profile = yaml.safe_load(PROFILE.read_text())
-    first = {rule: {key: eval(str(expr), {}, {"attempt": 1}) for key, expr in res.items()}
-             for rule, res in profile["set-resources"].items()}
+    first = {
+        rule: {key: eval(str(expr), {}, {"attempt": 1}) for key, expr in res.items()}
+        for rule, res in profile["set-resources"].items()
+    }
     cap = node_memory // 2
     if max(res["mem_mb"] for res in first.values()) <= cap:
         return PROFILE, first
@@ -175,26 +187,44 @@ def runs(slurm, tmp_path_factory):
         (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     profile, resources = profile_for(slurm["memory"], slurm_dir)
     local_log = open(local_dir / "run.log", "w")
-    local = subprocess.Popen(snakemake_cmd(local_dir, "--cores", "2"), stdout=local_log,
-                             stderr=subprocess.STDOUT, text=True, env=workflow_env())
+    local = subprocess.Popen(
+        snakemake_cmd(local_dir, "--cores", "2"),
+        stdout=local_log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=workflow_env(),
+    )
     try:
         # What a user types on a cluster, plus quicker status checks for seconds-long jobs and
         # SLURM's logs of successful jobs kept as evidence.
-        cmd = snakemake_cmd(slurm_dir, "--workflow-profile", str(profile.parent),
-                            "--default-resources", f"slurm_partition={PARTITION}",
-                            "--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs")
+        cmd = snakemake_cmd(
+            slurm_dir,
+            "--workflow-profile",
+            str(profile.parent),
+            "--default-resources",
+            f"slurm_partition={PARTITION}",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--slurm-keep-successful-logs",
+        )
         on_slurm = subprocess.run(cmd, capture_output=True, text=True, env=workflow_env(), timeout=720)
         (slurm_dir / "run.log").write_text(on_slurm.stdout + on_slurm.stderr)
         ctld_log = (slurm["dir"] / "log" / "slurmctld.log").read_text(errors="replace")
-        assert on_slurm.returncode == 0, (on_slurm.stderr[-5000:] + "\n--- slurmctld.log\n" + ctld_log[-2000:])
+        assert on_slurm.returncode == 0, on_slurm.stderr[-5000:] + "\n--- slurmctld.log\n" + ctld_log[-2000:]
         assert local.wait(timeout=600) == 0, (local_dir / "run.log").read_text()[-5000:]
     finally:
         if local.poll() is None:
             local.kill()
             local.wait()
         local_log.close()
-    return {"local": local_dir, "slurm": slurm_dir, "log": on_slurm.stdout + on_slurm.stderr,
-            "records": scontrol_records(), "resources": resources, **slurm}
+    return {
+        "local": local_dir,
+        "slurm": slurm_dir,
+        "log": on_slurm.stdout + on_slurm.stderr,
+        "records": scontrol_records(),
+        "resources": resources,
+        **slurm,
+    }
 
 
 def test_every_cluster_job_ran_as_a_slurm_job(runs):
@@ -249,6 +279,7 @@ def test_results_equal_a_local_run(runs):
     assert list(on_slurm.columns) == list(local.columns) and len(on_slurm) == len(local) > 0
     numeric = on_slurm.select_dtypes("number").columns
     assert on_slurm.drop(columns=numeric).fillna("").equals(local.drop(columns=numeric).fillna(""))
-    np.testing.assert_allclose(on_slurm[numeric].to_numpy(float), local[numeric].to_numpy(float),
-                               rtol=0, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(
+        on_slurm[numeric].to_numpy(float), local[numeric].to_numpy(float), rtol=0, atol=1e-9, equal_nan=True
+    )
     assert set(on_slurm["experiment"]) == {"InitEmb", "RbL"}

@@ -17,13 +17,24 @@ def sha(text):
 
 
 def row(family, kind, file, group, content=None):
-    return {"file": file, "sha256": sha(content or file), "label": kind, "group": group, "split": "",
-            "family": family, "kind": kind}
+    return {
+        "file": file,
+        "sha256": sha(content or file),
+        "label": kind,
+        "group": group,
+        "split": "",
+        "family": family,
+        "kind": kind,
+    }
 
 
 def manifest(n_per_leaf=10, explicit=None):
-    rows = [row(family, f"{family}{leaf}", f"{family}{leaf}_{k}.wav", f"{family}{leaf}-g{k // 2}")
-            for family in ("A", "B", "C") for leaf in range(4) for k in range(n_per_leaf)]
+    rows = [
+        row(family, f"{family}{leaf}", f"{family}{leaf}_{k}.wav", f"{family}{leaf}-g{k // 2}")
+        for family in ("A", "B", "C")
+        for leaf in range(4)
+        for k in range(n_per_leaf)
+    ]
     frame = pd.DataFrame(rows)
     if explicit is not None:
         frame["split"] = explicit
@@ -89,21 +100,27 @@ def test_draw_is_uniform_and_fixed():
     assert draw(0, "x") == draw(0, "x") != draw(1, "x")
 
 
-@pytest.mark.parametrize("u, expected", [
-    ([0.1, 0.2, 0.3, 0.4], ["train", "train", "val", "test_seen"]),  # no val, no test drawn: filled
-    ([0.7, 0.8, 0.9], ["train", "val", "test_seen"]),  # 0.8 drew test, nearest the val range
-    ([0.1, 0.65, 0.7, 0.95], ["train", "val", "val", "test_seen"]),  # all drawn: draws kept
-    ([0.9], ["train"]),
-    ([0.7, 0.9], ["train", "test_seen"]),  # two groups: only train is guaranteed
-    ([0.1, 0.3], ["train", "train"]),
-])
+@pytest.mark.parametrize(
+    "u, expected",
+    [
+        ([0.1, 0.2, 0.3, 0.4], ["train", "train", "val", "test_seen"]),  # no val, no test drawn: filled
+        ([0.7, 0.8, 0.9], ["train", "val", "test_seen"]),  # 0.8 drew test, nearest the val range
+        ([0.1, 0.65, 0.7, 0.95], ["train", "val", "val", "test_seen"]),  # all drawn: draws kept
+        ([0.9], ["train"]),
+        ([0.7, 0.9], ["train", "test_seen"]),  # two groups: only train is guaranteed
+        ([0.1, 0.3], ["train", "train"]),
+    ],
+)
 def test_place_sorted_by_hand(u, expected):
     assert place_sorted(np.array(u), FRACTIONS) == expected
 
 
 def test_place_sorted_without_test_seen():
-    assert place_sorted(np.array([0.1, 0.2, 0.95]), {"train": 0.5, "val": 0.5, "test_seen": 0}) == \
-        ["train", "train", "val"]
+    assert place_sorted(np.array([0.1, 0.2, 0.95]), {"train": 0.5, "val": 0.5, "test_seen": 0}) == [
+        "train",
+        "train",
+        "val",
+    ]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -126,7 +143,7 @@ def test_adding_data_never_moves_a_clip(seed, shape):
     moved = before.loc[(s1.loc[before.file].to_numpy() != s0.loc[before.file].to_numpy()), "kind"]
     assert set(moved) <= set(before.kind) - every_split_drawn(before, seed)
     # New clips of existing groups join their group's split.
-    for g, rows in after.groupby("group"):
+    for _, rows in after.groupby("group"):
         assert s1.loc[rows.file].nunique() == 1
 
 
@@ -134,8 +151,10 @@ def test_adding_data_never_moves_a_clip(seed, shape):
 def test_issue_13_five_clips_to_five_classes_move_nothing(seed):
     before = shaped((16,), families=3, leaves=5)  # demo-like: 15 classes, 16 single-clip groups
     s0 = splits(before, seed, unseen=1)
-    added = [row(f"F{f}", f"F{f}L{f}", f"F{f}L{f}/added{i}.wav", f"F{f}L{f}/added{i}.wav")
-             for i, f in enumerate([0, 1, 2, 0, 1])]
+    added = [
+        row(f"F{f}", f"F{f}L{f}", f"F{f}L{f}/added{i}.wav", f"F{f}L{f}/added{i}.wav")
+        for i, f in enumerate([0, 1, 2, 0, 1])
+    ]
     s1 = splits(pd.concat([before, pd.DataFrame(added)], ignore_index=True), seed, unseen=1)
     flagged = set(before.kind) - every_split_drawn(before, seed)
     moved = before.file[s1.loc[before.file].to_numpy() != s0.loc[before.file].to_numpy()]
@@ -209,17 +228,23 @@ def test_identical_content_joins_whole_groups():
 def test_identical_content_under_two_labels_names_both_lines():
     m = shaped((3,), families=1, leaves=2)
     m.loc[4, "sha256"] = m.loc[1, "sha256"]
-    with pytest.raises(InputError, match=r"man.csv: 'F0L0/g1_c0.wav' \(annotation line 3, label 'F0L0'\) and "
-                                         r"'F0L1/g1_c0.wav' \(annotation line 6, label 'F0L1'\) have identical "
-                                         r"content .* different labels"):
+    with pytest.raises(
+        InputError,
+        match=r"man.csv: 'F0L0/g1_c0.wav' \(annotation line 3, label 'F0L0'\) and "
+        r"'F0L1/g1_c0.wav' \(annotation line 6, label 'F0L1'\) have identical "
+        r"content .* different labels",
+    ):
         make_splits(m, LEVELS, 0, FRACTIONS, 0, source="man.csv")
 
 
 def test_identical_content_in_two_explicit_splits_is_refused():
     m = manifest(n_per_leaf=2, explicit=["train", "val"] * 12)
     m.loc[1, "sha256"] = m.loc[0, "sha256"]
-    with pytest.raises(InputError, match=r"line 2, split 'train'\) and 'A0_1.wav' \(annotation line 3, "
-                                         r"split 'val'\) have identical content"):
+    with pytest.raises(
+        InputError,
+        match=r"line 2, split 'train'\) and 'A0_1.wav' \(annotation line 3, "
+        r"split 'val'\) have identical content",
+    ):
         make_splits(m, LEVELS, 1, FRACTIONS, seed=0)
 
 
@@ -261,13 +286,48 @@ def test_split_command_names_both_annotation_lines_of_a_copy_under_another_label
         (tmp_path / "audio" / name).write_bytes(content)
     (tmp_path / "taxonomy.csv").write_text("family,kind\nA,a1\nA,a2\nB,b1\n")
     (tmp_path / "annotations.csv").write_text("file,label\nx.wav,a1\nz.wav,b1\n./y.wav,a2\n")
-    assert main(["--quiet", "ingest", "--taxonomy", str(tmp_path / "taxonomy.csv"), "--annotations",
-                 str(tmp_path / "annotations.csv"), "--audio-root", str(tmp_path / "audio"), "--out-manifest",
-                 str(tmp_path / "manifest.csv"), "--out-taxonomy", str(tmp_path / "tax.csv")]) == 0
-    assert main(["split", "--manifest", str(tmp_path / "manifest.csv"), "--taxonomy", str(tmp_path / "tax.csv"),
-                 "--unseen-per-parent", "0", "--fractions", "train=0.6,val=0.2,test_seen=0.2", "--seed", "0",
-                 "--out", str(tmp_path / "splits.csv")]) == 2
+    assert (
+        main(
+            [
+                "--quiet",
+                "ingest",
+                "--taxonomy",
+                str(tmp_path / "taxonomy.csv"),
+                "--annotations",
+                str(tmp_path / "annotations.csv"),
+                "--audio-root",
+                str(tmp_path / "audio"),
+                "--out-manifest",
+                str(tmp_path / "manifest.csv"),
+                "--out-taxonomy",
+                str(tmp_path / "tax.csv"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "split",
+                "--manifest",
+                str(tmp_path / "manifest.csv"),
+                "--taxonomy",
+                str(tmp_path / "tax.csv"),
+                "--unseen-per-parent",
+                "0",
+                "--fractions",
+                "train=0.6,val=0.2,test_seen=0.2",
+                "--seed",
+                "0",
+                "--out",
+                str(tmp_path / "splits.csv"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert (f"error: {tmp_path / 'manifest.csv'}: 'x.wav' (annotation line 2, label 'a1') and 'y.wav' (annotation "
-            "line 4, label 'a2') have identical content") in err and "Traceback" not in err
+    assert (
+        f"error: {tmp_path / 'manifest.csv'}: 'x.wav' (annotation line 2, label 'a1') and 'y.wav' (annotation "
+        "line 4, label 'a2') have identical content"
+    ) in err and "Traceback" not in err
     assert not (tmp_path / "splits.csv").exists()

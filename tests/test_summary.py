@@ -2,32 +2,32 @@
 training history's spread and collapse warning."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
-from pathlib import Path
 
 from rbl.experiment import TrainSettings
 from rbl.model import embedding_size
-from rbl.summary import (collapse_markdown, collapsed_runs, long_table, markdown, read_summary,
-                         summarise)
+from rbl.summary import collapse_markdown, collapsed_runs, long_table, markdown, read_summary, summarise
 from rbl.train import fit, spread
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _history(spreads, sils):
-    return pd.DataFrame({"epoch": np.arange(len(spreads)), "loss": np.nan, "val_silhouette": sils,
-                         "spread": spreads})
+    return pd.DataFrame({"epoch": np.arange(len(spreads)), "loss": np.nan, "val_silhouette": sils, "spread": spreads})
 
 
 def test_collapsed_runs_names_each_run_below_the_threshold():
-    histories = {"RbL/seed0": _history([1.0, 0.5, 0.05, 0.01], [0.1, 0.3, 0.2, 0.1]),
-                 "RbL/seed1": _history([1.0, 0.9, 0.8, 0.7], [0.1, 0.2, 0.3, 0.4]),
-                 "old/seed0": _history([1.0, 0.9], [0.1, 0.2]).drop(columns="spread")}
+    histories = {
+        "RbL/seed0": _history([1.0, 0.5, 0.05, 0.01], [0.1, 0.3, 0.2, 0.1]),
+        "RbL/seed1": _history([1.0, 0.9, 0.8, 0.7], [0.1, 0.2, 0.3, 0.4]),
+        "old/seed0": _history([1.0, 0.9], [0.1, 0.2]).drop(columns="spread"),
+    }
     table = collapsed_runs(histories, threshold=0.1)
     assert list(table["run"]) == ["RbL/seed0"]
     row = table.iloc[0]
@@ -38,32 +38,66 @@ def test_collapsed_runs_names_each_run_below_the_threshold():
 
 
 def test_summary_markdown_starts_with_the_silhouette_table():
-    results = [{"dataset": "d", "experiment": exp, "seed": seed, "extractor": "logmel",
-                "metrics": [{"split": split, "level": level, "metric": "silhouette", "value": value,
-                             "reason": ""} for split in ("test_seen", "test_unseen")
-                            for level, value in (("family", 0.1 * seed), ("sound", 0.2))]}
-               for exp, seeds in (("InitEmb", [0]), ("RbL", [1, 2])) for seed in seeds]
+    results = [
+        {
+            "dataset": "d",
+            "experiment": exp,
+            "seed": seed,
+            "extractor": "logmel",
+            "metrics": [
+                {"split": split, "level": level, "metric": "silhouette", "value": value, "reason": ""}
+                for split in ("test_seen", "test_unseen")
+                for level, value in (("family", 0.1 * seed), ("sound", 0.2))
+            ],
+        }
+        for exp, seeds in (("InitEmb", [0]), ("RbL", [1, 2]))
+        for seed in seeds
+    ]
     text = markdown(summarise(long_table(results)), "t")
     head = text.split("## Silhouette")[1].split("##")[0]
-    assert "| experiment | seeds | test_seen family | test_seen sound | test_unseen family | test_unseen sound |" in head
+    assert (
+        "| experiment | seeds | test_seen family | test_seen sound | test_unseen family | test_unseen sound |" in head
+    )
     assert "| RbL | 2 | 0.150 ± 0.071 (+0.150) | 0.200 ± 0.000 (+0.000) |" in head
 
 
 def test_summary_markdown_has_one_table_per_split_and_level(tmp_path):
-    metrics = {"family": ["silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "parent_acc"],
-               "instrument": ["silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "mistake_severity"],
-               "all": ["spearman"]}
-    results = [{"dataset": "d", "experiment": exp, "seed": seed, "extractor": "logmel",
-                "metrics": [{"split": split, "level": level, "metric": metric, "value": 0.5 + 0.1 * seed,
-                             "reason": ""} for split in ("val", "test_unseen")
-                            for level, names in metrics.items() for metric in names]}
-               for exp, seeds in (("InitEmb", [0]), ("RbL", [1, 2])) for seed in seeds]
+    metrics = {
+        "family": ["silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "parent_acc"],
+        "instrument": ["silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "mistake_severity"],
+        "all": ["spearman"],
+    }
+    results = [
+        {
+            "dataset": "d",
+            "experiment": exp,
+            "seed": seed,
+            "extractor": "logmel",
+            "metrics": [
+                {"split": split, "level": level, "metric": metric, "value": 0.5 + 0.1 * seed, "reason": ""}
+                for split in ("val", "test_unseen")
+                for level, names in metrics.items()
+                for metric in names
+            ],
+        }
+        for exp, seeds in (("InitEmb", [0]), ("RbL", [1, 2]))
+        for seed in seeds
+    ]
     table = summarise(long_table(results))
     text = markdown(table, "t")
     headings = [line for line in text.splitlines() if line.startswith("#")]
-    assert headings == ["# t", "## Silhouette", "## val", "### val: family", "### val: instrument",
-                        "### val: all levels", "## test_unseen", "### test_unseen: family",
-                        "### test_unseen: instrument", "### test_unseen: all levels"]
+    assert headings == [
+        "# t",
+        "## Silhouette",
+        "## val",
+        "### val: family",
+        "### val: instrument",
+        "### val: all levels",
+        "## test_unseen",
+        "### test_unseen: family",
+        "### test_unseen: instrument",
+        "### test_unseen: all levels",
+    ]
     sections = text.split("### ")
     family = next(s for s in sections if s.startswith("test_unseen: family"))
     assert "| experiment | seeds | silhouette | knn_acc | knn_acc_loo | map_at_r | parent_acc |" in family
@@ -77,8 +111,9 @@ def test_summary_markdown_has_one_table_per_split_and_level(tmp_path):
     assert markdown(read_summary(tmp_path / "summary.csv"), "t") == text
 
 
-@pytest.mark.parametrize("leaves, size", [(1, 8), (9, 8), (16, 8), (17, 16), (32, 16), (36, 32), (64, 32),
-                                          (70, 64), (1000, 64)])
+@pytest.mark.parametrize(
+    "leaves, size", [(1, 8), (9, 8), (16, 8), (17, 16), (32, 16), (36, 32), (64, 32), (70, 64), (1000, 64)]
+)
 def test_embedding_size_rule(leaves, size):
     assert embedding_size(leaves, 128) == size
     assert embedding_size(leaves, 5) == 5  # never more than the input
@@ -87,9 +122,17 @@ def test_embedding_size_rule(leaves, size):
 def test_paper_configs_keep_the_papers_settings():
     experiments = yaml.safe_load((REPO / "config/tut2016.yaml").read_text())["experiments"]
     paper = experiments["RbL_paper"]
-    assert (paper["loss"], paper["target"], paper["distance"], paper["optimizer"], paper["lr"],
-            paper["batch_size"], paper["patience"], paper["out_dim"], paper["sampler"]) == \
-        ("rank", "reference", "cosine", "sgd", 1e-5, 12, 20, 3, "balanced")
+    assert (
+        paper["loss"],
+        paper["target"],
+        paper["distance"],
+        paper["optimizer"],
+        paper["lr"],
+        paper["batch_size"],
+        paper["patience"],
+        paper["out_dim"],
+        paper["sampler"],
+    ) == ("rank", "reference", "cosine", "sgd", 1e-5, 12, 20, 3, "balanced")
     assert all(e.get("out_dim") == 3 for name, e in experiments.items() if e["loss"] != "none")
 
 
@@ -115,5 +158,13 @@ def test_spread_is_the_mean_pairwise_distance():
     assert spread(x, "euclidean") == pytest.approx((2**0.5 + 2 + 2**0.5) / 3)
     assert spread(torch.ones(3, 2), "cosine") == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="out_dim"):
-        fit(x.numpy(), np.zeros((3, 1), dtype=np.int64), x.numpy(), np.zeros((3, 1), dtype=np.int64),
-            TrainSettings(), 0, torch.device("cpu"), progress=False)
+        fit(
+            x.numpy(),
+            np.zeros((3, 1), dtype=np.int64),
+            x.numpy(),
+            np.zeros((3, 1), dtype=np.int64),
+            TrainSettings(),
+            0,
+            torch.device("cpu"),
+            progress=False,
+        )

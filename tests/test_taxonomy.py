@@ -5,9 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loops import tree_distance_loop
 from rbl.errors import InputError
 from rbl.taxonomy import Taxonomy, shuffle_leaves, tree_distance
+
+from loops import tree_distance_loop
 
 
 def small() -> Taxonomy:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torchvggish_style  # benchmarks/ (see conftest.py)
 
 from rbl.vggish import (
     EXAMPLE_FRAMES,
@@ -19,6 +18,8 @@ from rbl.vggish import (
     clip_logmel_stats,
     mel_matrix,
 )
+
+import torchvggish_style  # benchmarks/ (see conftest.py)
 
 # The reference: the numpy port of tensorflow/models research/audioset/vggish mel_features.py and
 # vggish_input.py that benchmarks/torchvggish_style.py also runs as its per-file baseline.

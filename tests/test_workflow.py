@@ -1,12 +1,10 @@
 """The whole Snakemake workflow on a reduced demo: results, a no-op rerun, and targeted reruns."""
 
-
 import pandas as pd
 import pytest
 import yaml
 
-from runs import planned_rules, snakemake, load_test_config, write_config
-
+from runs import load_test_config, planned_rules, snakemake, write_config
 
 CONFIG = load_test_config()  # .test/config/config.yaml: the reduced demo
 
@@ -25,8 +23,9 @@ def test_results_table(run):
     assert set(summary["experiment"]) == {"InitEmb", "RbL"}
     assert set(summary["split"]) == {"val", "test_seen", "test_unseen"}
     assert set(summary["level"]) == {"family", "sound", "all"}  # all: spearman over the whole tree
-    assert {"silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "mistake_severity", "spearman",
-            "parent_acc"} == set(summary["metric"])
+    assert {"silhouette", "knn_acc", "knn_acc_loo", "map_at_r", "mistake_severity", "spearman", "parent_acc"} == set(
+        summary["metric"]
+    )
     assert set(summary["extractor"]) == {"logmel"}  # no weights here: auto fell back, and says so
     rbl = summary[summary["experiment"] == "RbL"]
     assert (rbl["n_seeds"] == 2).all()
@@ -40,8 +39,15 @@ def test_results_table(run):
     assert history["spread"].between(0, 2).all()
     # out_dim: auto, 12 sounds -> 8-d embeddings
     assert "out_dim auto: 8-d embeddings for 12 leaves" in (run / "results/mini/logs/train/RbL/seed0.log").read_text()
-    for path in ("manifest.csv", "splits.csv", "features/auto.npy", "features/auto.norm.npz",
-                 "models/RbL/seed1/model.pt", "models/RbL/seed1/history.csv", "embeddings/InitEmb/seed0.npz"):
+    for path in (
+        "manifest.csv",
+        "splits.csv",
+        "features/auto.npy",
+        "features/auto.norm.npz",
+        "models/RbL/seed1/model.pt",
+        "models/RbL/seed1/history.csv",
+        "embeddings/InitEmb/seed0.npz",
+    ):
         assert (run / "results/mini" / path).is_file(), path
     assert "logmel" in (run / "results/mini/logs/extract/0.log").read_text()
 
@@ -51,8 +57,12 @@ def test_metrics_plots_and_provenance(run):
     assert list(long.columns[:8]) == ["dataset", "experiment", "seed", "extractor", "split", "level", "metric", "value"]
     assert {"silhouette", "knn_acc", "map_at_r", "spearman", "mistake_severity"} <= set(long["metric"])
     assert set(long.loc[long["experiment"] == "RbL", "seed"]) == {0, 1}
-    for png in ("plots/metrics.png", "plots/training/RbL.png", "plots/embeddings/RbL/seed0_test_unseen.png",
-                "plots/embeddings/InitEmb/seed0_val.png"):
+    for png in (
+        "plots/metrics.png",
+        "plots/training/RbL.png",
+        "plots/embeddings/RbL/seed0_test_unseen.png",
+        "plots/embeddings/InitEmb/seed0_val.png",
+    ):
         assert (run / "results/mini" / png).read_bytes()[:4] == b"\x89PNG", png
     provenance = (run / "results/mini/provenance.md").read_text()
     assert "features: **logmel**" in provenance and "| torch |" in provenance and "seeds: [0, 1]" in provenance
@@ -73,12 +83,28 @@ def test_changes_rerun_only_what_depends_on_them(run):
     changed = yaml.safe_load(yaml.safe_dump(CONFIG))
     changed["experiments"]["RbL"]["lr"] = 0.02
     write_config(run, changed)
-    assert planned_rules(run) == {"train", "embed", "evaluate", "summarise", "plot_embeddings", "plot_training",
-                                  "provenance"}
+    assert planned_rules(run) == {
+        "train",
+        "embed",
+        "evaluate",
+        "summarise",
+        "plot_embeddings",
+        "plot_training",
+        "provenance",
+    }
     changed = yaml.safe_load(yaml.safe_dump(CONFIG))
     changed["split"]["seed"] = 1
     write_config(run, changed)
-    assert planned_rules(run) == {"split", "normalise", "train", "embed", "evaluate", "summarise",
-                                  "plot_embeddings", "plot_training", "provenance"}
+    assert planned_rules(run) == {
+        "split",
+        "normalise",
+        "train",
+        "embed",
+        "evaluate",
+        "summarise",
+        "plot_embeddings",
+        "plot_training",
+        "provenance",
+    }
     write_config(run, CONFIG)
     assert planned_rules(run) == set()

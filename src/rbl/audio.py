@@ -55,8 +55,10 @@ def wav_truncation(path: str | os.PathLike) -> str | None:
                 if chunk_id == b"data":
                     available = size - offset - 8
                     if chunk_size not in _WAV_SIZE_UNKNOWN and chunk_size > available:
-                        return (f"truncated: the WAV header declares {chunk_size} bytes of audio, "
-                                f"the file holds {available}")
+                        return (
+                            f"truncated: the WAV header declares {chunk_size} bytes of audio, "
+                            f"the file holds {available}"
+                        )
                     return None
                 offset += 8 + chunk_size + (chunk_size & 1)
     except OSError:
@@ -66,8 +68,10 @@ def wav_truncation(path: str | os.PathLike) -> str | None:
 
 def _decode_error(path, err: BaseException) -> InputError:
     detail = str(err).strip() or type(err).__name__
-    return InputError(f"{path}: cannot decode audio ({detail}); the file is corrupt or not in a supported "
-                      "format (wav, flac, ogg, mp3, aiff): replace or remove it")
+    return InputError(
+        f"{path}: cannot decode audio ({detail}); the file is corrupt or not in a supported "
+        "format (wav, flac, ogg, mp3, aiff): replace or remove it"
+    )
 
 
 def check_header(path: str | os.PathLike, rate: int, min_rate: int = MIN_RATE) -> None:
@@ -81,9 +85,11 @@ def check_header(path: str | os.PathLike, rate: int, min_rate: int = MIN_RATE) -
     if truncated:
         raise InputError(f"{path}: {truncated}; replace it with a complete copy or remove it")
     if rate <= min_rate:
-        raise InputError(f"{path}: the header gives a sample rate of {rate} Hz; audio at {min_rate} Hz or less "
-                         f"holds nothing in the mel bands the features use ({MEL_LOW_HZ:g} Hz and up), so the "
-                         "header is probably damaged: re-export the file at its true rate or remove it")
+        raise InputError(
+            f"{path}: the header gives a sample rate of {rate} Hz; audio at {min_rate} Hz or less "
+            f"holds nothing in the mel bands the features use ({MEL_LOW_HZ:g} Hz and up), so the "
+            "header is probably damaged: re-export the file at its true rate or remove it"
+        )
 
 
 def stream(path: str | os.PathLike, target: int = TARGET_RATE, block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:

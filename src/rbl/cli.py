@@ -15,8 +15,23 @@ import sys
 
 from rbl import __version__
 from rbl.errors import InputError
-from rbl.stages import (convert_authors, corpus, demo, embed, evaluate, extract, gather, ingest, normalise,
-                        plot_embeddings, plot_training, provenance, split, summarise, train)
+from rbl.stages import (
+    convert_authors,
+    corpus,
+    demo,
+    embed,
+    evaluate,
+    extract,
+    gather,
+    ingest,
+    normalise,
+    plot_embeddings,
+    plot_training,
+    provenance,
+    split,
+    summarise,
+    train,
+)
 
 # `rbl <name>` -> its module (HELP, add_arguments, run), in the order the help lists them. The
 # module of stage `a-b` is rbl.stages.a_b: its import closure is the stage's code hash (rbl.codehash).
@@ -66,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # a file the stage cannot read or write: one line naming it, no traceback
         if err.filename is None:
             raise
-        print(f"error: {err.filename}: {err.strerror or err}; check the file, its folder and their permissions",
-              file=sys.stderr)
+        print(
+            f"error: {err.filename}: {err.strerror or err}; check the file, its folder and their permissions",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "rbl"
@@ -53,7 +53,7 @@ def _imports(node: ast.AST, module: str) -> set[str]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parsed(path: Path) -> tuple[str, ast.Module]:
     text = path.read_text(encoding="utf-8")
     return text, ast.parse(text, filename=str(path))
@@ -94,8 +94,11 @@ STAGES_PACKAGE = f"{PACKAGE}.stages"
 def _table(tree: ast.Module) -> list[str]:
     """The stage names of the CLI's table (`STAGES = {"name": module, ...}` in cli.py)."""
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
-                and any(isinstance(t, ast.Name) and t.id == "STAGES" for t in node.targets)):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Dict)
+            and any(isinstance(t, ast.Name) and t.id == "STAGES" for t in node.targets)
+        ):
             return [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
     return []
 
@@ -109,8 +112,7 @@ def _stage_parts(stage: str, root: Path) -> tuple[list[ast.AST], str, set[str]]:
     text, tree = _parsed(root / "cli.py")
     module = f"{STAGES_PACKAGE}.{stage.replace('-', '_')}"
     if stage not in _table(tree) or _module_file(module, root) is None:
-        raise KeyError(f"rbl has no stage '{stage}' (not in the STAGES table of {root / 'cli.py'}, "
-                       f"or no {module})")
+        raise KeyError(f"rbl has no stage '{stage}' (not in the STAGES table of {root / 'cli.py'}, or no {module})")
     nodes = list(tree.body)  # the table and main: every stage runs all of cli.py
     imported = set().union(*(_imports(n, f"{PACKAGE}.cli") for n in nodes))
     modules = {m for m in imported if _module_file(m, root) is not None and not m.startswith(STAGES_PACKAGE + ".")}
@@ -126,5 +128,5 @@ def stage_hash(stage: str, root: Path = PACKAGE_DIR) -> str:
     """Hash of the code that `rbl <stage>` runs (see the module docstring)."""
     nodes, text, modules = _stage_parts(stage, root)
     lines = text.splitlines()  # (ast.get_source_segment splits the whole text on every call)
-    chunks = ["\n".join(lines[n.lineno - 1:n.end_lineno]).encode() for n in nodes]
+    chunks = ["\n".join(lines[n.lineno - 1 : n.end_lineno]).encode() for n in nodes]
     return _digest(chunks + [modules_hash(sorted(modules), root).encode()])

@@ -32,9 +32,16 @@ def authors_csv(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataF
             fine, sep, coarse = str(label).rpartition("_")
             if not sep or not fine or not coarse:
                 raise InputError(f"{name}.csv line {line}: label '{label}' is not of the form fine_COARSE")
-            rows.append({"file": f"{name}/{wav}", "label": f"{coarse}/{fine}",
-                         "group": str(wav).split("_")[0], "split": AUTHORS_SPLITS[name],
-                         "scene_type": coarse, "scene": fine})
+            rows.append(
+                {
+                    "file": f"{name}/{wav}",
+                    "label": f"{coarse}/{fine}",
+                    "group": str(wav).split("_")[0],
+                    "split": AUTHORS_SPLITS[name],
+                    "scene_type": coarse,
+                    "scene": fine,
+                }
+            )
     frame = pd.DataFrame(rows)
     taxonomy = frame[["scene_type", "scene"]].drop_duplicates().sort_values(["scene_type", "scene"])
     return frame[["file", "label", "group", "split"]], taxonomy.reset_index(drop=True)

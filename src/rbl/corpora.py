@@ -57,13 +57,24 @@ from tqdm import tqdm
 from rbl.atomic import atomic_path, write_csv_rows, write_text
 from rbl.errors import InputError
 
-__all__ = ["CORPORA", "DEFAULT_CLIPS_PER_CLASS", "INSTRUMENT_FAMILIES", "SOUNDFONT", "SPEECH_FAMILIES",
-           "VARIANTS", "generate_instruments", "generate_speech", "speech_voices"]
+__all__ = [
+    "CORPORA",
+    "DEFAULT_CLIPS_PER_CLASS",
+    "INSTRUMENT_FAMILIES",
+    "SOUNDFONT",
+    "SPEECH_FAMILIES",
+    "VARIANTS",
+    "generate_instruments",
+    "generate_speech",
+    "speech_voices",
+]
 
 SAMPLE_RATE = 22050
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
-INSTALL = ("install the corpus tools with scripts/install_corpus_tools.sh (as root; it runs "
-           "apt-get install fluidsynth fluid-soundfont-gm espeak-ng)")
+INSTALL = (
+    "install the corpus tools with scripts/install_corpus_tools.sh (as root; it runs "
+    "apt-get install fluidsynth fluid-soundfont-gm espeak-ng)"
+)
 # 32 per instrument: about 19 train, 7 val, 6 test_seen per seen class at the default split
 # fractions. With 8 the split gives 5/2/1, and one test_seen clip per class leaves the
 # instrument-level silhouette undefined there; with 16, every method overfits within a few epochs
@@ -88,37 +99,96 @@ def _family(*items: tuple[str, int, int, int]) -> tuple[Instrument, ...]:
 
 #: GM family -> 7 of its instruments (program numbers 0-based) with their usual pitch range.
 INSTRUMENT_FAMILIES: dict[str, tuple[Instrument, ...]] = {
-    "piano": _family(("acoustic_grand_piano", 0, 36, 96), ("electric_grand_piano", 2, 36, 96),
-                     ("honky_tonk_piano", 3, 36, 91), ("electric_piano_1", 4, 36, 91),
-                     ("electric_piano_2", 5, 36, 91), ("harpsichord", 6, 41, 89), ("clavinet", 7, 36, 84)),
-    "chromatic_percussion": _family(("celesta", 8, 60, 100), ("glockenspiel", 9, 77, 105),
-                                    ("music_box", 10, 60, 96), ("vibraphone", 11, 53, 89),
-                                    ("marimba", 12, 45, 96), ("xylophone", 13, 65, 103),
-                                    ("tubular_bells", 14, 60, 77)),
-    "organ": _family(("drawbar_organ", 16, 36, 96), ("percussive_organ", 17, 36, 96), ("rock_organ", 18, 36, 91),
-                     ("church_organ", 19, 36, 91), ("reed_organ", 20, 41, 89), ("accordion", 21, 53, 89),
-                     ("harmonica", 22, 60, 84)),
-    "guitar": _family(("nylon_guitar", 24, 40, 81), ("steel_guitar", 25, 40, 84), ("jazz_guitar", 26, 40, 84),
-                      ("clean_electric_guitar", 27, 40, 84), ("muted_electric_guitar", 28, 40, 72),
-                      ("overdriven_guitar", 29, 40, 84), ("distortion_guitar", 30, 40, 84)),
-    "bass": _family(("acoustic_bass", 32, 28, 55), ("finger_bass", 33, 28, 60), ("pick_bass", 34, 28, 60),
-                    ("fretless_bass", 35, 28, 60), ("slap_bass", 36, 28, 60), ("synth_bass_1", 38, 28, 60),
-                    ("synth_bass_2", 39, 28, 60)),
-    "strings": _family(("violin", 40, 55, 96), ("viola", 41, 48, 84), ("cello", 42, 36, 76),
-                       ("contrabass", 43, 28, 60), ("tremolo_strings", 44, 40, 88),
-                       ("pizzicato_strings", 45, 40, 84), ("harp", 46, 36, 91)),
-    "brass": _family(("trumpet", 56, 55, 82), ("trombone", 57, 40, 72), ("tuba", 58, 28, 58),
-                     ("muted_trumpet", 59, 55, 82), ("french_horn", 60, 41, 77), ("brass_section", 61, 41, 82),
-                     ("synth_brass", 62, 36, 84)),
-    "reed": _family(("soprano_sax", 64, 56, 87), ("alto_sax", 65, 49, 81), ("tenor_sax", 66, 44, 76),
-                    ("oboe", 68, 58, 91), ("english_horn", 69, 52, 81), ("bassoon", 70, 34, 72),
-                    ("clarinet", 71, 50, 91)),
-    "pipe": _family(("piccolo", 72, 74, 103), ("flute", 73, 60, 96), ("recorder", 74, 60, 91),
-                    ("pan_flute", 75, 60, 91), ("blown_bottle", 76, 60, 84), ("shakuhachi", 77, 55, 84),
-                    ("ocarina", 79, 60, 84)),
-    "ethnic": _family(("sitar", 104, 48, 77), ("banjo", 105, 48, 84), ("shamisen", 106, 50, 79),
-                      ("koto", 107, 55, 91), ("kalimba", 108, 60, 88), ("bagpipe", 109, 55, 74),
-                      ("shanai", 111, 60, 84)),
+    "piano": _family(
+        ("acoustic_grand_piano", 0, 36, 96),
+        ("electric_grand_piano", 2, 36, 96),
+        ("honky_tonk_piano", 3, 36, 91),
+        ("electric_piano_1", 4, 36, 91),
+        ("electric_piano_2", 5, 36, 91),
+        ("harpsichord", 6, 41, 89),
+        ("clavinet", 7, 36, 84),
+    ),
+    "chromatic_percussion": _family(
+        ("celesta", 8, 60, 100),
+        ("glockenspiel", 9, 77, 105),
+        ("music_box", 10, 60, 96),
+        ("vibraphone", 11, 53, 89),
+        ("marimba", 12, 45, 96),
+        ("xylophone", 13, 65, 103),
+        ("tubular_bells", 14, 60, 77),
+    ),
+    "organ": _family(
+        ("drawbar_organ", 16, 36, 96),
+        ("percussive_organ", 17, 36, 96),
+        ("rock_organ", 18, 36, 91),
+        ("church_organ", 19, 36, 91),
+        ("reed_organ", 20, 41, 89),
+        ("accordion", 21, 53, 89),
+        ("harmonica", 22, 60, 84),
+    ),
+    "guitar": _family(
+        ("nylon_guitar", 24, 40, 81),
+        ("steel_guitar", 25, 40, 84),
+        ("jazz_guitar", 26, 40, 84),
+        ("clean_electric_guitar", 27, 40, 84),
+        ("muted_electric_guitar", 28, 40, 72),
+        ("overdriven_guitar", 29, 40, 84),
+        ("distortion_guitar", 30, 40, 84),
+    ),
+    "bass": _family(
+        ("acoustic_bass", 32, 28, 55),
+        ("finger_bass", 33, 28, 60),
+        ("pick_bass", 34, 28, 60),
+        ("fretless_bass", 35, 28, 60),
+        ("slap_bass", 36, 28, 60),
+        ("synth_bass_1", 38, 28, 60),
+        ("synth_bass_2", 39, 28, 60),
+    ),
+    "strings": _family(
+        ("violin", 40, 55, 96),
+        ("viola", 41, 48, 84),
+        ("cello", 42, 36, 76),
+        ("contrabass", 43, 28, 60),
+        ("tremolo_strings", 44, 40, 88),
+        ("pizzicato_strings", 45, 40, 84),
+        ("harp", 46, 36, 91),
+    ),
+    "brass": _family(
+        ("trumpet", 56, 55, 82),
+        ("trombone", 57, 40, 72),
+        ("tuba", 58, 28, 58),
+        ("muted_trumpet", 59, 55, 82),
+        ("french_horn", 60, 41, 77),
+        ("brass_section", 61, 41, 82),
+        ("synth_brass", 62, 36, 84),
+    ),
+    "reed": _family(
+        ("soprano_sax", 64, 56, 87),
+        ("alto_sax", 65, 49, 81),
+        ("tenor_sax", 66, 44, 76),
+        ("oboe", 68, 58, 91),
+        ("english_horn", 69, 52, 81),
+        ("bassoon", 70, 34, 72),
+        ("clarinet", 71, 50, 91),
+    ),
+    "pipe": _family(
+        ("piccolo", 72, 74, 103),
+        ("flute", 73, 60, 96),
+        ("recorder", 74, 60, 91),
+        ("pan_flute", 75, 60, 91),
+        ("blown_bottle", 76, 60, 84),
+        ("shakuhachi", 77, 55, 84),
+        ("ocarina", 79, 60, 84),
+    ),
+    "ethnic": _family(
+        ("sitar", 104, 48, 77),
+        ("banjo", 105, 48, 84),
+        ("shamisen", 106, 50, 79),
+        ("koto", 107, 55, 91),
+        ("kalimba", 108, 60, 88),
+        ("bagpipe", 109, 55, 74),
+        ("shanai", 111, 60, 84),
+    ),
 }
 #: families whose clips may hold chords (the others play one note at a time)
 _POLYPHONIC = {"piano", "chromatic_percussion", "organ", "guitar", "strings", "ethnic"}
@@ -131,8 +201,20 @@ SPEECH_FAMILIES: dict[str, tuple[str, ...]] = {
     "uralic": ("fi", "hu", "et"),
 }
 #: language -> espeak-ng voice
-_ESPEAK_VOICE = {"de": "de", "nl": "nl", "sv": "sv", "fr": "fr-fr", "es": "es", "it": "it",
-                 "ru": "ru", "pl": "pl", "cs": "cs", "fi": "fi", "hu": "hu", "et": "et"}
+_ESPEAK_VOICE = {
+    "de": "de",
+    "nl": "nl",
+    "sv": "sv",
+    "fr": "fr-fr",
+    "es": "es",
+    "it": "it",
+    "ru": "ru",
+    "pl": "pl",
+    "cs": "cs",
+    "fi": "fi",
+    "hu": "hu",
+    "et": "et",
+}
 #: espeak-ng voice variants; voice v of language l in family f uses VARIANTS[(3 f + 3 l + v) % 12]
 VARIANTS = ("m1", "f1", "m2", "f2", "m3", "f3", "m4", "f4", "m5", "f5", "m6", "m7")
 
@@ -224,9 +306,9 @@ def _write_wav(path: Path, data: np.ndarray, sr: int) -> None:
         sf.write(tmp, data, sr, format="WAV", subtype="PCM_16")
 
 
-
-def _write_tables(out: Path, levels: list[str], taxonomy: list[tuple[str, ...]], annotations: list[list[str]],
-                  info: dict) -> None:
+def _write_tables(
+    out: Path, levels: list[str], taxonomy: list[tuple[str, ...]], annotations: list[list[str]], info: dict
+) -> None:
     write_csv_rows(out / "taxonomy.csv", levels, [list(r) for r in taxonomy])
     write_csv_rows(out / "annotations.csv", ["file", "label"], annotations)
     write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
@@ -257,11 +339,12 @@ def _smf(events: list[tuple[int, int, bytes]]) -> bytes:
         track += _vlq(tick - now) + message
         now = tick
     track += _vlq(0) + b"\xff\x2f\x00"
-    return (b"MThd" + struct.pack(">IHHH", 6, 0, 1, _TICKS_PER_BEAT)
-            + b"MTrk" + struct.pack(">I", len(track)) + track)
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, _TICKS_PER_BEAT) + b"MTrk" + struct.pack(">I", len(track)) + track
 
 
-def _notes(rng: np.random.Generator, inst: Instrument, poly: bool, seconds: float) -> list[tuple[float, float, int, int]]:
+def _notes(
+    rng: np.random.Generator, inst: Instrument, poly: bool, seconds: float
+) -> list[tuple[float, float, int, int]]:
     """A random clip's notes: (start s, end s, MIDI note, velocity)."""
     start = rng.uniform(0.02, 0.2)
     stop = seconds - rng.uniform(0.05, 0.3)  # every note is released before the clip ends
@@ -304,9 +387,14 @@ def _notes(rng: np.random.Generator, inst: Instrument, poly: bool, seconds: floa
     return notes
 
 
-def _render_family(argv0: str, soundfont: Path, family: str,
-                   plan: list[tuple[Instrument, list[tuple[float, list[tuple[float, float, int, int]], int, int]]]],
-                   sr: int, workdir: Path) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
+def _render_family(
+    argv0: str,
+    soundfont: Path,
+    family: str,
+    plan: list[tuple[Instrument, list[tuple[float, list[tuple[float, float, int, int]], int, int]]]],
+    sr: int,
+    workdir: Path,
+) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
     """Render one family's clips in one fluidsynth run; the mono signal and each clip's sample span."""
     events: list[tuple[int, int, bytes]] = []
     spans: list[list[tuple[int, int]]] = []
@@ -333,12 +421,16 @@ def _render_family(argv0: str, soundfont: Path, family: str,
     midi = workdir / f"{family}.mid"
     midi.write_bytes(_smf(events))
     wav = workdir / f"{family}.wav"
-    _run([argv0, "-ni", "-q", "-r", str(sr), "-O", "float", "-T", "wav", "-F", str(wav), str(soundfont), str(midi)],
-         f"rendering the {family} family")
+    _run(
+        [argv0, "-ni", "-q", "-r", str(sr), "-O", "float", "-T", "wav", "-F", str(wav), str(soundfont), str(midi)],
+        f"rendering the {family} family",
+    )
     try:
         audio, rate = sf.read(wav, dtype="float64", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as err:
-        raise InputError(f"rendering the {family} family: fluidsynth wrote no readable audio ({err}); {INSTALL}") from None
+        raise InputError(
+            f"rendering the {family} family: fluidsynth wrote no readable audio ({err}); {INSTALL}"
+        ) from None
     if rate != sr:
         raise InputError(f"rendering the {family} family: fluidsynth wrote {rate} Hz instead of {sr} Hz")
     mono = audio.mean(axis=1)
@@ -348,9 +440,16 @@ def _render_family(argv0: str, soundfont: Path, family: str,
     return mono, spans
 
 
-def generate_instruments(out: str | os.PathLike, clips_per_class: int = DEFAULT_CLIPS_PER_CLASS["instruments"],
-                         seed: int = 0, *, classes: Iterable[str] | None = None, soundfont: str | os.PathLike = SOUNDFONT,
-                         sample_rate: int = SAMPLE_RATE, progress: bool = True) -> None:
+def generate_instruments(
+    out: str | os.PathLike,
+    clips_per_class: int = DEFAULT_CLIPS_PER_CLASS["instruments"],
+    seed: int = 0,
+    *,
+    classes: Iterable[str] | None = None,
+    soundfont: str | os.PathLike = SOUNDFONT,
+    sample_rate: int = SAMPLE_RATE,
+    progress: bool = True,
+) -> None:
     """Write the `instruments` corpus (family -> instrument) under `out`.
 
     `classes` restricts it to some instruments (leaf names of INSTRUMENT_FAMILIES), e.g. for tests.
@@ -361,8 +460,10 @@ def generate_instruments(out: str | os.PathLike, clips_per_class: int = DEFAULT_
     chosen = _select(leaves, classes, "instruments")
     fluidsynth = _require_program("fluidsynth", "instruments")
     if not soundfont.is_file():
-        raise InputError(f"{soundfont}: General MIDI soundfont not found (the instruments corpus is rendered from "
-                         f"FluidR3 GM, Debian package fluid-soundfont-gm); {INSTALL}")
+        raise InputError(
+            f"{soundfont}: General MIDI soundfont not found (the instruments corpus is rendered from "
+            f"FluidR3 GM, Debian package fluid-soundfont-gm); {INSTALL}"
+        )
 
     taxonomy: list[tuple[str, ...]] = []
     annotations: list[list[str]] = []
@@ -377,8 +478,14 @@ def generate_instruments(out: str | os.PathLike, clips_per_class: int = DEFAULT_
                 for k in range(clips_per_class):
                     rng = np.random.default_rng([seed, 1, leaves.index(inst.name), k])
                     seconds = float(rng.uniform(1.0, 4.0))
-                    clips.append((seconds, _notes(rng, inst, family in _POLYPHONIC, seconds),
-                                  int(rng.integers(0, 61)), int(rng.integers(0, 41))))
+                    clips.append(
+                        (
+                            seconds,
+                            _notes(rng, inst, family in _POLYPHONIC, seconds),
+                            int(rng.integers(0, 61)),
+                            int(rng.integers(0, 41)),
+                        )
+                    )
                 plan.append((inst, clips))
             bar.set_postfix_str(f"rendering {family}")
             mono, spans = _render_family(fluidsynth, soundfont, family, plan, sample_rate, Path(tmp))
@@ -391,9 +498,17 @@ def generate_instruments(out: str | os.PathLike, clips_per_class: int = DEFAULT_
                     annotations.append([rel, inst.name])
                     bar.update()
     bar.close()
-    info = {"kind": "instruments", "seed": seed, "clips_per_class": clips_per_class, "sample_rate": sample_rate,
-            "classes": len(taxonomy), "clips": len(annotations), "soundfont": str(soundfont),
-            "soundfont_bytes": soundfont.stat().st_size, "fluidsynth": _version([fluidsynth, "--version"])}
+    info = {
+        "kind": "instruments",
+        "seed": seed,
+        "clips_per_class": clips_per_class,
+        "sample_rate": sample_rate,
+        "classes": len(taxonomy),
+        "clips": len(annotations),
+        "soundfont": str(soundfont),
+        "soundfont_bytes": soundfont.stat().st_size,
+        "fluidsynth": _version([fluidsynth, "--version"]),
+    }
     _write_tables(out, ["family", "instrument"], taxonomy, annotations, info)
 
 
@@ -409,8 +524,14 @@ def _number_text(rng: np.random.Generator) -> str:
     return ", ".join(numbers)
 
 
-def generate_speech(out: str | os.PathLike, clips_per_class: int = DEFAULT_CLIPS_PER_CLASS["speech"],
-                    seed: int = 0, *, classes: Iterable[str] | None = None, progress: bool = True) -> None:
+def generate_speech(
+    out: str | os.PathLike,
+    clips_per_class: int = DEFAULT_CLIPS_PER_CLASS["speech"],
+    seed: int = 0,
+    *,
+    classes: Iterable[str] | None = None,
+    progress: bool = True,
+) -> None:
     """Write the `speech` corpus (family -> language -> voice) under `out`.
 
     `classes` restricts it to some voices (leaf names such as 'de_m1', see `speech_voices()`).
@@ -434,8 +555,21 @@ def generate_speech(out: str | os.PathLike, clips_per_class: int = DEFAULT_CLIPS
                 rng = np.random.default_rng([seed, 3, leaves.index(voice), k])
                 text = _number_text(rng)
                 rate, pitch = int(rng.integers(140, 201)), int(rng.integers(42, 59))
-                _run([espeak, "-v", f"{_ESPEAK_VOICE[language]}+{variant}", "-s", str(rate), "-p", str(pitch),
-                      "-w", str(tmp_wav), text], f"speech clip {voice} {k}")
+                _run(
+                    [
+                        espeak,
+                        "-v",
+                        f"{_ESPEAK_VOICE[language]}+{variant}",
+                        "-s",
+                        str(rate),
+                        "-p",
+                        str(pitch),
+                        "-w",
+                        str(tmp_wav),
+                        text,
+                    ],
+                    f"speech clip {voice} {k}",
+                )
                 try:
                     audio, rate_read = sf.read(tmp_wav, dtype="float64", always_2d=True)
                 except (RuntimeError, sf.LibsndfileError) as err:
@@ -452,8 +586,15 @@ def generate_speech(out: str | os.PathLike, clips_per_class: int = DEFAULT_CLIPS
                 annotations.append([rel, voice])
                 bar.update()
         bar.close()
-    info = {"kind": "speech", "seed": seed, "clips_per_class": clips_per_class, "sample_rate": sr,
-            "classes": len(rows), "clips": len(annotations), "espeak_ng": _version([espeak, "--version"])}
+    info = {
+        "kind": "speech",
+        "seed": seed,
+        "clips_per_class": clips_per_class,
+        "sample_rate": sr,
+        "classes": len(rows),
+        "clips": len(annotations),
+        "espeak_ng": _version([espeak, "--version"]),
+    }
     _write_tables(out, ["family", "language", "voice"], rows, annotations, info)
 
 

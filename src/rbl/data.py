@@ -48,7 +48,9 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file; it needs a header row") from None
     except OSError as err:  # unreadable (permissions), a folder, a symlink loop
-        raise InputError(f"{path}: cannot be read ({err.strerror or err}); check the file and its permissions") from None
+        raise InputError(
+            f"{path}: cannot be read ({err.strerror or err}); check the file and its permissions"
+        ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
@@ -59,8 +61,10 @@ def load_taxonomy(path: str | os.PathLike) -> Taxonomy:
 
 def _refuse_control_characters(where: str, column: str, value: str) -> None:
     if (bad := control_character(value)) is not None:
-        raise InputError(f"{where}: the '{column}' cell {value!r} holds the control character '{bad}' (a line "
-                         "break or the like), which no table of the pipeline can carry; rename it")
+        raise InputError(
+            f"{where}: the '{column}' cell {value!r} holds the control character '{bad}' (a line "
+            "break or the like), which no table of the pipeline can carry; rename it"
+        )
 
 
 def _resolver(root: Path, suffix: str | None):
@@ -98,7 +102,9 @@ def _resolver(root: Path, suffix: str | None):
             except FileNotFoundError:  # a dangling link: reported with the missing files
                 real = os.path.realpath(real)
             except OSError as err:  # ELOOP: a symlink loop
-                raise InputError(f"{where}: '{rel}' cannot be resolved ({err.strerror}); fix or remove the symlink") from None
+                raise InputError(
+                    f"{where}: '{rel}' cannot be resolved ({err.strerror}); fix or remove the symlink"
+                ) from None
         if name == ".." or name.startswith("../") or not real.startswith(inside):
             raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
         return name, path, real
@@ -110,14 +116,23 @@ def require_columns(annotations: pd.DataFrame, source: str, columns: tuple[str, 
     """Raise, naming the table and what to do, when an annotations column is missing."""
     for column in columns:
         if column not in annotations.columns:
-            separator = next((f" (it looks {name}-separated: save it with commas)" for sep, name in
-                              ((";", "semicolon"), ("\t", "tab")) if any(sep in c for c in annotations.columns)), "")
-            raise InputError(f"{source}: no '{column}' column (columns are {list(annotations.columns)}){separator}; "
-                             "annotations need 'file' and 'label', optionally 'group' and 'split'")
+            separator = next(
+                (
+                    f" (it looks {name}-separated: save it with commas)"
+                    for sep, name in ((";", "semicolon"), ("\t", "tab"))
+                    if any(sep in c for c in annotations.columns)
+                ),
+                "",
+            )
+            raise InputError(
+                f"{source}: no '{column}' column (columns are {list(annotations.columns)}){separator}; "
+                "annotations need 'file' and 'label', optionally 'group' and 'split'"
+            )
 
 
-def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, source: str,
-                   suffix: str | None = None) -> pd.DataFrame:
+def build_manifest(
+    annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, source: str, suffix: str | None = None
+) -> pd.DataFrame:
     """Validate annotation rows against the taxonomy and the files under root; one manifest row each.
 
     `root` holds the audio, or (with suffix=".npy") one precomputed feature vector per clip. Rows
@@ -144,8 +159,10 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
             raise InputError(f"{where}: {same} is listed again (first at line {line0}); keep one row per file")
         first[key] = (line, given)
         if not record["label"].strip():
-            raise InputError(f"{where}: the 'label' cell is empty; give a taxonomy node (a leaf, an inner node "
-                             "for an incomplete label, or a path 'parent/child')")
+            raise InputError(
+                f"{where}: the 'label' cell is empty; give a taxonomy node (a leaf, an inner node "
+                "for an incomplete label, or a path 'parent/child')"
+            )
         try:
             node = taxonomy.resolve(record["label"])
         except KeyError as err:
@@ -162,13 +179,17 @@ def build_manifest(annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, so
     if missing:
         shown = "\n  ".join(missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
-        raise InputError(f"{len(missing)} annotated file(s) not found:\n  {shown}{more}\n"
-                         "fix the paths in the annotations or the dataset's audio_root / features_dir")
+        raise InputError(
+            f"{len(missing)} annotated file(s) not found:\n  {shown}{more}\n"
+            "fix the paths in the annotations or the dataset's audio_root / features_dir"
+        )
     manifest = pd.DataFrame(rows)
     if has_split and (manifest["split"] == "").any() and (manifest["split"] != "").any():
         line = int((manifest["split"] == "").to_numpy().argmax()) + 2
-        raise InputError(f"{source} line {line}: the split column is filled for some rows but not this one; "
-                         "fill it for every row or leave the column out")
+        raise InputError(
+            f"{source} line {line}: the split column is filled for some rows but not this one; "
+            "fill it for every row or leave the column out"
+        )
     return manifest
 
 
@@ -180,8 +201,9 @@ def unlisted_files(root: Path, listed: set[str], suffixes: set[str]) -> list[str
     found = []
 
     def unreadable(err: OSError) -> None:  # os.walk would skip the folder without a word
-        log.warning("%s: cannot be listed (%s); unannotated files in it are not reported", err.filename,
-                    err.strerror or err)
+        log.warning(
+            "%s: cannot be listed (%s); unannotated files in it are not reported", err.filename, err.strerror or err
+        )
 
     start = len(str(root).rstrip(os.sep)) + 1
     for dirpath, _, names in os.walk(root, onerror=unreadable):
@@ -203,8 +225,10 @@ def annotated_paths(table: str | os.PathLike, root: Path, suffix: str | None = N
     frame = read_csv(table)
     require_columns(frame, str(table), ("file", "label"))
     resolve = _resolver(root, suffix)
-    return [resolve(rel.strip().replace("\\", "/"), f"{table} line {line}")[1]
-            for line, rel in enumerate(frame["file"], start=2)]
+    return [
+        resolve(rel.strip().replace("\\", "/"), f"{table} line {line}")[1]
+        for line, rel in enumerate(frame["file"], start=2)
+    ]
 
 
 def level_codes(manifest: pd.DataFrame, taxonomy: Taxonomy):

@@ -102,8 +102,9 @@ def _jitter(rng: np.random.Generator, value: float, rel: float = 0.04) -> float:
     return float(value * (1.0 + rng.uniform(-rel, rel)))
 
 
-def _harmonic_tone(t: np.ndarray, f0: float, amps: dict[float, float], vibrato: float = 0.0,
-                   rng: np.random.Generator | None = None) -> np.ndarray:
+def _harmonic_tone(
+    t: np.ndarray, f0: float, amps: dict[float, float], vibrato: float = 0.0, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Sum of partials at `ratio * f0` with amplitude `amps[ratio]`; optional slow vibrato."""
     if vibrato > 0.0:
         rate = 5.0 if rng is None else rng.uniform(4.5, 6.0)
@@ -148,7 +149,7 @@ def _attack_release(n: int, sr: int, attack: float, release: float) -> np.ndarra
     r = min(n - a, max(1, int(release * sr)))
     env[:a] = np.linspace(0.0, 1.0, a)
     if r > 0:
-        env[n - r:] = np.linspace(1.0, 0.0, r)
+        env[n - r :] = np.linspace(1.0, 0.0, r)
     return env
 
 
@@ -177,7 +178,7 @@ def _place(out: np.ndarray, event: np.ndarray, start: int, gain: float = 1.0) ->
     if start >= out.size:
         return
     m = min(event.size, out.size - start)
-    out[start:start + m] += gain * event[:m]
+    out[start : start + m] += gain * event[:m]
 
 
 # --------------------------------------------------------------------------- tonal
@@ -246,8 +247,9 @@ def _whoosh(rng, n, sr):
     lo, hi = _jitter(rng, 400.0, 0.08), _jitter(rng, 3000.0, 0.08)
     rate = rng.uniform(0.4, 0.8)  # sweeps per second
     tt = np.arange(frames) * hop / sr
-    centre = np.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * 0.5 * (1 - np.cos(2 * np.pi * rate * tt
-                                                                                 + rng.uniform(0, np.pi))))
+    centre = np.exp(
+        np.log(lo) + (np.log(hi) - np.log(lo)) * 0.5 * (1 - np.cos(2 * np.pi * rate * tt + rng.uniform(0, np.pi)))
+    )
     width = 0.25  # octaves (std of a Gaussian in log-frequency)
     logf = np.log2(np.maximum(freqs, 1.0))[:, None]
     mask = np.exp(-0.5 * ((logf - np.log2(centre)[None, :]) / width) ** 2)
@@ -316,9 +318,18 @@ def _knock(rng, n, sr):
 
 
 _SYNTHS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
-    "flute-like": _flute, "brass-like": _brass, "bell-like": _bell, "organ-like": _organ,
-    "rumble": _rumble, "hiss": _hiss, "whoosh": _whoosh, "rain": _rain,
-    "clicks": _clicks, "drum": _drum, "chirps": _chirps, "knock": _knock,
+    "flute-like": _flute,
+    "brass-like": _brass,
+    "bell-like": _bell,
+    "organ-like": _organ,
+    "rumble": _rumble,
+    "hiss": _hiss,
+    "whoosh": _whoosh,
+    "rain": _rain,
+    "clicks": _clicks,
+    "drum": _drum,
+    "chirps": _chirps,
+    "knock": _knock,
 }
 
 
@@ -347,7 +358,6 @@ def _render(sound: str, rng: np.random.Generator, sr: int, seconds: float, chann
     return ints[:, 0] if channels == 1 else ints
 
 
-
 def generate(out_dir: str | os.PathLike, clips_per_class: int = 6, seed: int = 0) -> None:
     """Write the synthetic dataset (taxonomy.csv, annotations.csv, audio/) under `out_dir`.
 
@@ -365,8 +375,10 @@ def generate(out_dir: str | os.PathLike, clips_per_class: int = 6, seed: int = 0
     families = list(TAXONOMY)
     # Two incomplete labels from different families: the last clip of the first sound of each of
     # the first two families. The one short clip is the first clip of the second sound.
-    incomplete = {(families[0], TAXONOMY[families[0]][0], clips_per_class - 1),
-                  (families[1], TAXONOMY[families[1]][0], clips_per_class - 1)}
+    incomplete = {
+        (families[0], TAXONOMY[families[0]][0], clips_per_class - 1),
+        (families[1], TAXONOMY[families[1]][0], clips_per_class - 1),
+    }
     short_index = clips_per_class
 
     taxonomy_rows: list[list[str]] = []

@@ -13,21 +13,43 @@ import pandas as pd
 import torch
 
 from rbl.data import EVAL_SPLITS, UNSEEN
-from rbl.metrics import (CHUNK_ELEMS, K_CANDIDATES, MAX_PAIRS, Score, choose_k, class_paths, knn_accuracy,
-                         knn_accuracy_loo, knn_vote, map_at_r, mistake_severity, neighbour_labels_per_level,
-                         parent_accuracy, silhouette, tree_distance_spearman)
+from rbl.metrics import (
+    CHUNK_ELEMS,
+    K_CANDIDATES,
+    MAX_PAIRS,
+    Score,
+    choose_k,
+    class_paths,
+    knn_accuracy,
+    knn_accuracy_loo,
+    knn_vote,
+    map_at_r,
+    mistake_severity,
+    neighbour_labels_per_level,
+    parent_accuracy,
+    silhouette,
+    tree_distance_spearman,
+)
 
 COLUMNS = ["split", "level", "metric", "value", "k", "n", "reason"]
 ALL_LEVELS = "all"  # level name of metrics over the whole tree (spearman)
 
 
 def _row(split: str, level: str, metric: str, score: Score, k: int | None = None) -> dict:
-    return {"split": split, "level": level, "metric": metric, "value": float(score.value),
-            "k": math.nan if k is None else float(k), "n": int(score.n), "reason": score.reason}
+    return {
+        "split": split,
+        "level": level,
+        "metric": metric,
+        "value": float(score.value),
+        "k": math.nan if k is None else float(k),
+        "n": int(score.n),
+        "reason": score.reason,
+    }
 
 
-def _neighbours(x: torch.Tensor, y: torch.Tensor, query: np.ndarray, ref: np.ndarray, k: int,
-                chunk_elems: int) -> list[torch.Tensor]:
+def _neighbours(
+    x: torch.Tensor, y: torch.Tensor, query: np.ndarray, ref: np.ndarray, k: int, chunk_elems: int
+) -> list[torch.Tensor]:
     """Per level, the class codes of the k nearest `ref` rows of every `query` row (self excluded)."""
     q, r = torch.from_numpy(query), torch.from_numpy(ref)
     exclude = None
@@ -37,8 +59,13 @@ def _neighbours(x: torch.Tensor, y: torch.Tensor, query: np.ndarray, ref: np.nda
     return neighbour_labels_per_level(x[q], x[r], y[r], k, exclude, chunk_elems)
 
 
-def _knn(true: torch.Tensor, near: torch.Tensor, choice: tuple[int | None, dict, str], ref_labels: torch.Tensor | None,
-         tuning: str) -> tuple[Score, int | None, torch.Tensor | None]:
+def _knn(
+    true: torch.Tensor,
+    near: torch.Tensor,
+    choice: tuple[int | None, dict, str],
+    ref_labels: torch.Tensor | None,
+    tuning: str,
+) -> tuple[Score, int | None, torch.Tensor | None]:
     """kNN accuracy with the k chosen on the tuning split (capped by the neighbours available), the k
     used and, against a reference (`ref_labels` given), the predicted class of every row."""
     k, _, why = choice
@@ -52,11 +79,21 @@ def _knn(true: torch.Tensor, near: torch.Tensor, choice: tuple[int | None, dict,
     return knn_accuracy(true, near, k, ref_labels), k, knn_vote(near[:, :k])
 
 
-def evaluate_embeddings(emb: np.ndarray, labels: np.ndarray, split: np.ndarray, levels: list[str],
-                        k_candidates: tuple[int, ...] = K_CANDIDATES, seed: int = 0, *,
-                        splits: tuple[str, ...] = EVAL_SPLITS, reference: str = "train", tuning: str = "val",
-                        unseen: str = UNSEEN, max_pairs: int = MAX_PAIRS,
-                        chunk_elems: int = CHUNK_ELEMS) -> pd.DataFrame:
+def evaluate_embeddings(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    split: np.ndarray,
+    levels: list[str],
+    k_candidates: tuple[int, ...] = K_CANDIDATES,
+    seed: int = 0,
+    *,
+    splits: tuple[str, ...] = EVAL_SPLITS,
+    reference: str = "train",
+    tuning: str = "val",
+    unseen: str = UNSEEN,
+    max_pairs: int = MAX_PAIRS,
+    chunk_elems: int = CHUNK_ELEMS,
+) -> pd.DataFrame:
     """Long table (split, level, metric, value, k, n, reason) of every metric for every split in `splits`.
 
     Per level: silhouette, knn_acc (neighbours from `reference`), knn_acc_loo (within the split, self
@@ -70,8 +107,10 @@ def evaluate_embeddings(emb: np.ndarray, labels: np.ndarray, split: np.ndarray, 
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     split = np.asarray(split).astype(str)
     if y.ndim != 2 or y.shape[1] != len(levels) or len(x) != len(y) or len(split) != len(y):
-        raise ValueError(f"shapes disagree: emb {tuple(x.shape)}, labels {tuple(y.shape)}, split {split.shape}, "
-                         f"{len(levels)} level name(s)")
+        raise ValueError(
+            f"shapes disagree: emb {tuple(x.shape)}, labels {tuple(y.shape)}, split {split.shape}, "
+            f"{len(levels)} level name(s)"
+        )
     depth, k_max = len(levels), max(k_candidates)
     ref, tune = split == reference, split == tuning
     y_ref = y[torch.from_numpy(ref)]
@@ -88,15 +127,37 @@ def evaluate_embeddings(emb: np.ndarray, labels: np.ndarray, split: np.ndarray, 
         mask = split == name
         near_ref = tune_ref if name == tuning else _neighbours(x, y, mask, ref, k_max, chunk_elems)
         near_loo = tune_loo if name == tuning else _neighbours(x, y, mask, mask, k_max, chunk_elems)
-        rows += _split_rows(name, levels, x[torch.from_numpy(mask)], y[torch.from_numpy(mask)], y_ref,
-                            (near_ref, k_ref), (near_loo, k_loo), tuning, name == unseen, max_pairs, seed,
-                            chunk_elems)
+        rows += _split_rows(
+            name,
+            levels,
+            x[torch.from_numpy(mask)],
+            y[torch.from_numpy(mask)],
+            y_ref,
+            (near_ref, k_ref),
+            (near_loo, k_loo),
+            tuning,
+            name == unseen,
+            max_pairs,
+            seed,
+            chunk_elems,
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _split_rows(name: str, levels: list[str], xs: torch.Tensor, ys: torch.Tensor, y_ref: torch.Tensor,
-                against_ref: tuple, within: tuple, tuning: str, unseen: bool, max_pairs: int, seed: int,
-                chunk_elems: int) -> list[dict]:
+def _split_rows(
+    name: str,
+    levels: list[str],
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    y_ref: torch.Tensor,
+    against_ref: tuple,
+    within: tuple,
+    tuning: str,
+    unseen: bool,
+    max_pairs: int,
+    seed: int,
+    chunk_elems: int,
+) -> list[dict]:
     """Every metric's row for one split: per level, then the finest level's mistake severity, the
     tree's spearman and (unseen split) parent_acc. `against_ref` and `within` are each (neighbours
     per level, k per level) for kNN against the reference split and leave-one-out within this one."""
@@ -129,8 +190,9 @@ def _split_rows(name: str, levels: list[str], xs: torch.Tensor, ys: torch.Tensor
     return rows
 
 
-def _parent_row(name: str, levels: list[str], ys: torch.Tensor, predicted: torch.Tensor, y_ref: torch.Tensor,
-                ks: list[int | None]) -> dict:
+def _parent_row(
+    name: str, levels: list[str], ys: torch.Tensor, predicted: torch.Tensor, y_ref: torch.Tensor, ks: list[int | None]
+) -> dict:
     """parent_acc; its level is the parent level used ('a+b' if examples differ in their lowest seen parent)."""
     score, used = parent_accuracy(ys, predicted, y_ref)
     level = "+".join(levels[l] for l in used) or (levels[-2] if len(levels) > 1 else levels[0])

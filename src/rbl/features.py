@@ -61,8 +61,10 @@ PIECE_FRAMES = CPU_CNN_BATCH * EXAMPLE_FRAMES
 # Samples of pieces in one frontend call: 8.4 M (524 s of audio, about 300 MB of frames and spectra;
 # a batch of 32 clips of 10 s is 5.1 M, one call as before).
 GROUP_SAMPLES = 2**23
-ON_ERROR_HINT = ("or set the config key features.on_error: skip to leave such clips out "
-                 "(they are listed with the reason in results/<dataset>/skipped.csv)")
+ON_ERROR_HINT = (
+    "or set the config key features.on_error: skip to leave such clips out "
+    "(they are listed with the reason in results/<dataset>/skipped.csv)"
+)
 
 
 def _checksum(vec: np.ndarray, digest: str) -> str:
@@ -165,7 +167,7 @@ def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
 def _reason(err: Exception, path: str) -> str:
     """An error's message without the leading '<path>: ' (the skipped list names the file itself)."""
     text = str(err)
-    return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
+    return text[len(path) + 2 :] if text.startswith(f"{path}: ") else text
 
 
 def _npy_bytes(n: int) -> str:
@@ -183,8 +185,10 @@ def check_npy(path: str) -> tuple[tuple[int, ...], np.dtype]:
     try:
         with open(path, "rb") as handle:
             if handle.read(4) == b"PK\x03\x04":
-                raise InputError(f"{path}: a zip archive (an .npz saved under a .npy name?), not a .npy array; "
-                                 "save one vector per clip with numpy.save")
+                raise InputError(
+                    f"{path}: a zip archive (an .npz saved under a .npy name?), not a .npy array; "
+                    "save one vector per clip with numpy.save"
+                )
             handle.seek(0)
             version = np.lib.format.read_magic(handle)
             if version == (1, 0):
@@ -198,25 +202,30 @@ def check_npy(path: str) -> tuple[tuple[int, ...], np.dtype]:
     except (ValueError, OSError, EOFError, SyntaxError) as err:
         raise InputError(f"{path}: not a readable .npy array ({err})") from None
     if dtype.hasobject:
-        raise InputError(f"{path}: not a readable .npy array (it holds Python objects, which need allow_pickle "
-                         "to load and can run code: never done here); save numbers with numpy.save")
+        raise InputError(
+            f"{path}: not a readable .npy array (it holds Python objects, which need allow_pickle "
+            "to load and can run code: never done here); save numbers with numpy.save"
+        )
     if dtype.kind not in "fiu":
         raise InputError(f"{path}: holds {dtype} values, not real numbers; recompute this clip")
     if len(shape) != 1:
-        raise InputError(f"{path}: holds an array of shape {shape}, where each clip needs one feature vector of "
-                         "shape (D,); pool frame-level features over the clip (or save vec.reshape(-1) if it "
-                         "is one vector)")
+        raise InputError(
+            f"{path}: holds an array of shape {shape}, where each clip needs one feature vector of "
+            "shape (D,); pool frame-level features over the clip (or save vec.reshape(-1) if it "
+            "is one vector)"
+        )
     if shape[0] == 0:
         raise InputError(f"{path}: holds an empty vector (shape (0,)); recompute this clip's features or remove it")
     declared, held = shape[0] * dtype.itemsize, size - offset
     if held < declared:
-        raise InputError(f"{path}: the header declares {shape[0]:,} {dtype} values ({_npy_bytes(declared)}) but "
-                         f"the file holds {_npy_bytes(max(held, 0))} of data: truncated or damaged; recompute it")
+        raise InputError(
+            f"{path}: the header declares {shape[0]:,} {dtype} values ({_npy_bytes(declared)}) but "
+            f"the file holds {_npy_bytes(max(held, 0))} of data: truncated or damaged; recompute it"
+        )
     return shape, dtype
 
 
-def load_precomputed(paths: list[str], on_error: str = "stop",
-                     skipped: dict[int, str] | None = None) -> np.ndarray:
+def load_precomputed(paths: list[str], on_error: str = "stop", skipped: dict[int, str] | None = None) -> np.ndarray:
     """(N, D) matrix of one precomputed vector per clip; every file must hold the same finite shape.
 
     Each file's header is checked first (`check_npy`). With on_error="skip", a file that fails the
@@ -244,13 +253,17 @@ def load_precomputed(paths: list[str], on_error: str = "stop",
             rows.append(None)
             continue
         if first is not None and vec.shape != rows[first].shape:
-            raise InputError(f"{path}: {vec.size} values where {paths[first]} has {rows[first].size}; "
-                             "every clip needs a vector of the same size")
+            raise InputError(
+                f"{path}: {vec.size} values where {paths[first]} has {rows[first].size}; "
+                "every clip needs a vector of the same size"
+            )
         first = i if first is None else first
         rows.append(vec)
     if first is None:
-        raise InputError(f"none of the {len(paths)} feature file(s) could be read (e.g. {paths[0]}: "
-                         f"{skipped[0] if skipped else 'no files'}); check dataset.features_dir")
+        raise InputError(
+            f"none of the {len(paths)} feature file(s) could be read (e.g. {paths[0]}: "
+            f"{skipped[0] if skipped else 'no files'}); check dataset.features_dir"
+        )
     nan = np.full_like(rows[first], np.nan)
     return np.stack([nan if r is None else r for r in rows])
 
@@ -259,16 +272,24 @@ def precomputed_features(paths: list[str], on_error: str = "stop") -> tuple[np.n
     """The clips' own vectors (`load_precomputed`) and the record `extract` writes, with the same keys."""
     failed: dict[int, str] = {}
     feats = load_precomputed(paths, on_error, failed)
-    info = {"extractor": PRECOMPUTED, "requested": PRECOMPUTED, "reason": "dataset.features_dir",
-            "n_clips": len(feats), "computed": 0, "from_cache": 0, "skipped": len(failed), "on_error": on_error,
-            "skipped_clips": [{"row": i, "path": paths[i], "reason": why} for i, why in sorted(failed.items())]}
+    info = {
+        "extractor": PRECOMPUTED,
+        "requested": PRECOMPUTED,
+        "reason": "dataset.features_dir",
+        "n_clips": len(feats),
+        "computed": 0,
+        "from_cache": 0,
+        "skipped": len(failed),
+        "on_error": on_error,
+        "skipped_clips": [{"row": i, "path": paths[i], "reason": why} for i, why in sorted(failed.items())],
+    }
     log.info("FEATURE EXTRACTOR: %s (%s)", PRECOMPUTED, info["reason"])
     return feats, info
 
 
 def _batched(items: list, size: int):
     for k in range(0, len(items), size):
-        yield items[k:k + size]
+        yield items[k : k + size]
 
 
 def _out_of_memory(err: BaseException) -> bool:
@@ -276,14 +297,17 @@ def _out_of_memory(err: BaseException) -> bool:
     if isinstance(err, MemoryError) or isinstance(err, getattr(torch, "OutOfMemoryError", MemoryError)):
         return True
     text = str(err).lower()
-    return isinstance(err, RuntimeError) and ("not enough memory" in text or "can't allocate memory" in text
-                                              or "out of memory" in text)
+    return isinstance(err, RuntimeError) and (
+        "not enough memory" in text or "can't allocate memory" in text or "out of memory" in text
+    )
 
 
 def _memory_reason(err: BaseException, doing: str) -> str:
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return (f"ran out of memory {doing} ({detail}); free memory or lower features.batch_clips, "
-            "or replace the file if it is not what its header says")
+    return (
+        f"ran out of memory {doing} ({detail}); free memory or lower features.batch_clips, "
+        "or replace the file if it is not what its header says"
+    )
 
 
 class _Clip:
@@ -375,8 +399,9 @@ class _Extraction:
     running pooling, and per audio digest the vectors computed and the reasons of clips refused.
     """
 
-    def __init__(self, paths: list[str], digests: list[str], name: str, model, device: torch.device,
-                 cache: Cache, on_error: str) -> None:
+    def __init__(
+        self, paths: list[str], digests: list[str], name: str, model, device: torch.device, cache: Cache, on_error: str
+    ) -> None:
         self.paths, self.digests, self.name, self.model, self.device = paths, digests, name, model, device
         self.cache, self.on_error = cache, on_error
         self.unit = EXAMPLE_FRAMES if name == "vggish" else 1
@@ -452,6 +477,7 @@ class _Extraction:
         bar = tqdm(total=len(work), desc=f"extracting ({self.name})", unit="clip", disable=not progress)
         chunks = list(_batched(work, max(1, batch_clips)))
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+
             def decode(chunk: list[int]) -> list[Future]:
                 return [pool.submit(self.begin, i) for i in chunk]
 
@@ -505,8 +531,14 @@ def _open_cache(name: str, settings: ExtractSettings, device: torch.device, cach
         cache_settings.update(final_relu=settings.final_relu, weights=[file_digest(cnn_path), file_digest(pca_path)])
         if settings.precision != "float32":  # (absent for float32: caches from before the option stay valid)
             cache_settings["precision"] = settings.precision
-        model = load_extractor(Path(settings.weights_dir), settings.download, settings.final_relu, device,
-                               verify=settings.verify, precision=settings.precision)
+        model = load_extractor(
+            Path(settings.weights_dir),
+            settings.download,
+            settings.final_relu,
+            device,
+            verify=settings.verify,
+            precision=settings.precision,
+        )
     cache = Cache(cache_root, cache_settings)
     cache.describe()
     cache.remove_stale_temporaries()
@@ -525,8 +557,9 @@ def _from_cache(cache: Cache, digests: list[str], out: np.ndarray) -> list[int]:
     return todo
 
 
-def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cache_root: Path,
-            progress: bool = True) -> tuple[np.ndarray, dict]:
+def extract(
+    paths: list[str], digests: list[str], settings: ExtractSettings, cache_root: Path, progress: bool = True
+) -> tuple[np.ndarray, dict]:
     """(N, 128) features of the files, in order, and a record of what was done.
 
     A clip that cannot be decoded raises InputError (on_error "stop") or is skipped (on_error
@@ -557,10 +590,24 @@ def extract(paths: list[str], digests: list[str], settings: ExtractSettings, cac
             skipped_clips.append({"row": i, "path": paths[i], "reason": job.failed[digests[i]]})
         else:
             out[i] = job.computed[digests[i]]
-    info = {"extractor": name, "requested": settings.extractor, "reason": reason,
-            "n_clips": len(paths), "computed": len(work) - len(job.failed), "from_cache": len(paths) - len(todo),
-            "skipped": len(skipped_clips), "on_error": settings.on_error, "skipped_clips": skipped_clips,
-            "cache_rejected": cache.rejected, "cache_dir": str(cache.dir), "settings": asdict(settings)}
-    log.info("features: %d clip(s) computed, %d from the cache, %d skipped", info["computed"],
-             info["from_cache"], len(skipped_clips))
+    info = {
+        "extractor": name,
+        "requested": settings.extractor,
+        "reason": reason,
+        "n_clips": len(paths),
+        "computed": len(work) - len(job.failed),
+        "from_cache": len(paths) - len(todo),
+        "skipped": len(skipped_clips),
+        "on_error": settings.on_error,
+        "skipped_clips": skipped_clips,
+        "cache_rejected": cache.rejected,
+        "cache_dir": str(cache.dir),
+        "settings": asdict(settings),
+    }
+    log.info(
+        "features: %d clip(s) computed, %d from the cache, %d skipped",
+        info["computed"],
+        info["from_cache"],
+        len(skipped_clips),
+    )
     return out, info

@@ -48,7 +48,7 @@ def read_table(path: str | os.PathLike) -> Table:
     import pandas as pd  # its C parser: several times the csv module's speed on 100,000 rows
 
     try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:

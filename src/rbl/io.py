@@ -18,8 +18,10 @@ from rbl.errors import InputError
 log = logging.getLogger("rbl")
 
 SKIPPED_COLUMNS = ["file", "reason"]
-STALE_SPLITS = ("they were skipped at extraction but the splits predate it: rerun the split stage with "
-                "--skipped (the workflow does this itself)")
+STALE_SPLITS = (
+    "they were skipped at extraction but the splits predate it: rerun the split stage with "
+    "--skipped (the workflow does this itself)"
+)
 
 
 def write_csv(frame: pd.DataFrame, path: str) -> None:
@@ -36,8 +38,10 @@ def write_csv(frame: pd.DataFrame, path: str) -> None:
         bad = cells.str.contains("\r", regex=False).to_numpy()
         if bad.any():
             row = int(bad.argmax())
-            raise InputError(f"{path}: row {row + 2}, column '{column}': {cells.iloc[row]!r} holds a carriage "
-                             "return, which the table cannot carry; remove it from the input")
+            raise InputError(
+                f"{path}: row {row + 2}, column '{column}': {cells.iloc[row]!r} holds a carriage "
+                "return, which the table cannot carry; remove it from the input"
+            )
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
@@ -74,8 +78,9 @@ def read_splits(manifest: pd.DataFrame, splits_path: str) -> np.ndarray:
     return split
 
 
-def require_finite(values: np.ndarray, split: np.ndarray, manifest: pd.DataFrame, path: str,
-                   why: str = STALE_SPLITS) -> None:
+def require_finite(
+    values: np.ndarray, split: np.ndarray, manifest: pd.DataFrame, path: str, why: str = STALE_SPLITS
+) -> None:
     """Rows that a split uses must hold numbers: a NaN row is a skipped clip the splits do not know of."""
     from rbl.data import SPLITS
 
@@ -113,9 +118,11 @@ def load_checkpoint(path: str, device):
         raise InputError(f"{path}: checkpoint not found; rerun training") from None
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{path}: refused: the checkpoint holds more than weights ({first}); only files "
-                         "written by `rbl train` are loaded: retrain, and never load checkpoints from "
-                         "untrusted sources") from None
+        raise InputError(
+            f"{path}: refused: the checkpoint holds more than weights ({first}); only files "
+            "written by `rbl train` are loaded: retrain, and never load checkpoints from "
+            "untrusted sources"
+        ) from None
     except (RuntimeError, ValueError, OSError, EOFError) as err:
         raise InputError(f"{path}: not a readable checkpoint ({err}); rerun training") from None
     if not isinstance(checkpoint, dict) or not {"state_dict", "model"} <= set(checkpoint):

@@ -42,6 +42,7 @@ def _rows_per_chunk(width: int, chunk_elems: int) -> int:
 
 # --- silhouette ------------------------------------------------------------------------------
 
+
 def silhouette_samples_cosine(x: torch.Tensor, labels: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Per-sample silhouette with cosine distance; samples alone in their class score 0 (as scikit-learn).
 
@@ -79,7 +80,10 @@ def silhouette(x: torch.Tensor, labels: torch.Tensor) -> tuple[float, str]:
     if n_classes < 2:
         return math.nan, f"{n_classes} class(es) among {len(labels)} example(s); silhouette needs at least 2"
     if n_classes > len(labels) - 1:
-        return math.nan, f"{n_classes} classes among {len(labels)} examples; silhouette needs fewer classes than examples"
+        return (
+            math.nan,
+            f"{n_classes} classes among {len(labels)} examples; silhouette needs fewer classes than examples",
+        )
     return float(silhouette_samples_cosine(x, labels).mean()), ""
 
 
@@ -96,8 +100,10 @@ def mean_silhouette(x: torch.Tensor, labels: torch.Tensor) -> float:
 
 # --- nearest neighbours and kNN accuracy -----------------------------------------------------
 
-def nearest_neighbours(query: torch.Tensor, ref: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
-                       chunk_elems: int = CHUNK_ELEMS) -> torch.Tensor:
+
+def nearest_neighbours(
+    query: torch.Tensor, ref: torch.Tensor, k: int, exclude: torch.Tensor | None = None, chunk_elems: int = CHUNK_ELEMS
+) -> torch.Tensor:
     """(Nq, k') indices into `ref` of each query's nearest rows by cosine distance, nearest first.
 
     `exclude` (Nq,) names one ref row per query to skip (-1: none), e.g. the query itself for
@@ -110,18 +116,23 @@ def nearest_neighbours(query: torch.Tensor, ref: torch.Tensor, k: int, exclude: 
         return out
     rows = _rows_per_chunk(len(r), chunk_elems)
     for start in range(0, len(q), rows):
-        sim = q[start:start + rows] @ r.T
+        sim = q[start : start + rows] @ r.T
         if exclude is not None:
-            ex = exclude[start:start + rows]
+            ex = exclude[start : start + rows]
             hit = torch.nonzero(ex >= 0).squeeze(1)
             sim[hit, ex[hit]] = -math.inf
-        out[start:start + rows] = sim.topk(width, dim=1).indices
+        out[start : start + rows] = sim.topk(width, dim=1).indices
     return out
 
 
-def neighbour_labels_per_level(query: torch.Tensor, ref: torch.Tensor, ref_labels: torch.Tensor, k: int,
-                               exclude: torch.Tensor | None = None,
-                               chunk_elems: int = CHUNK_ELEMS) -> list[torch.Tensor]:
+def neighbour_labels_per_level(
+    query: torch.Tensor,
+    ref: torch.Tensor,
+    ref_labels: torch.Tensor,
+    k: int,
+    exclude: torch.Tensor | None = None,
+    chunk_elems: int = CHUNK_ELEMS,
+) -> list[torch.Tensor]:
     """Per level, the (Nq, k') class codes of each query's nearest ref rows among those labelled at that level.
 
     `exclude` (Nq,) indexes into the full `ref`. Levels whose labelled ref rows coincide share one
@@ -152,11 +163,11 @@ def knn_vote(neighbour_labels: torch.Tensor, chunk: int = 65536) -> torch.Tensor
     order = torch.arange(k)
     out = torch.empty(n, dtype=neighbour_labels.dtype)
     for start in range(0, n, chunk):
-        nl = neighbour_labels[start:start + chunk]
+        nl = neighbour_labels[start : start + chunk]
         counts = (nl[:, :, None] == nl[:, None, :]).sum(dim=2)
         # Count dominates (it moves in steps of k + 1); among equal counts the earliest position wins.
         best = (counts * (k + 1) - order).argmax(dim=1, keepdim=True)
-        out[start:start + chunk] = nl.gather(1, best).squeeze(1)
+        out[start : start + chunk] = nl.gather(1, best).squeeze(1)
     return out
 
 
@@ -172,10 +183,16 @@ def knn_accuracy(true: torch.Tensor, neighbour_labels: torch.Tensor, k: int, ref
     if n == 0:
         return Score(math.nan, "no labelled example to classify", 0)
     if len(ref_classes) < 2:
-        return Score(math.nan, f"the reference set holds {len(ref_classes)} class(es); kNN accuracy needs at least 2", n)
+        return Score(
+            math.nan, f"the reference set holds {len(ref_classes)} class(es); kNN accuracy needs at least 2", n
+        )
     if not torch.isin(true[known], ref_classes).any():
-        return Score(math.nan, f"none of the {len(torch.unique(true[known]))} class(es) occur in the reference set, "
-                               "so every vote is wrong by construction (0 by design)", n)
+        return Score(
+            math.nan,
+            f"none of the {len(torch.unique(true[known]))} class(es) occur in the reference set, "
+            "so every vote is wrong by construction (0 by design)",
+            n,
+        )
     pred = knn_vote(neighbour_labels[known, :k])
     return Score(float((pred == true[known]).double().mean()), "", n)
 
@@ -190,17 +207,25 @@ def knn_accuracy_loo(true: torch.Tensor, neighbour_labels: torch.Tensor, k: int)
     y = true[known]
     classes, inverse, counts = torch.unique(y, return_inverse=True, return_counts=True)
     if len(classes) < 2:
-        return Score(math.nan, f"{len(classes)} class(es) among {len(y)} example(s); leave-one-out kNN needs at least 2", 0)
+        return Score(
+            math.nan, f"{len(classes)} class(es) among {len(y)} example(s); leave-one-out kNN needs at least 2", 0
+        )
     scored = counts[inverse] > 1
     n = int(scored.sum())
     if n == 0:
-        return Score(math.nan, f"each of the {len(classes)} classes has a single example; leave-one-out kNN needs 2+", 0)
+        return Score(
+            math.nan, f"each of the {len(classes)} classes has a single example; leave-one-out kNN needs 2+", 0
+        )
     pred = knn_vote(neighbour_labels[known][scored, :k])
     return Score(float((pred == y[scored]).double().mean()), "", n)
 
 
-def choose_k(true: torch.Tensor, neighbour_labels: torch.Tensor, candidates: tuple[int, ...] = K_CANDIDATES,
-             ref_labels: torch.Tensor | None = None) -> tuple[int | None, dict[int, float], str]:
+def choose_k(
+    true: torch.Tensor,
+    neighbour_labels: torch.Tensor,
+    candidates: tuple[int, ...] = K_CANDIDATES,
+    ref_labels: torch.Tensor | None = None,
+) -> tuple[int | None, dict[int, float], str]:
     """The candidate k of best accuracy on these (validation) queries; ties go to the smaller k.
 
     Candidates beyond the neighbours available (the reference size) are dropped. `ref_labels` None
@@ -210,11 +235,18 @@ def choose_k(true: torch.Tensor, neighbour_labels: torch.Tensor, candidates: tup
     if not (true >= 0).any():
         return None, {}, "no labelled example to choose k on"
     if not usable:
-        return None, {}, f"no candidate k in {sorted(candidates)} fits the {neighbour_labels.shape[1]} neighbour(s) available"
+        return (
+            None,
+            {},
+            f"no candidate k in {sorted(candidates)} fits the {neighbour_labels.shape[1]} neighbour(s) available",
+        )
     scores = {}
     for k in usable:
-        score = knn_accuracy_loo(true, neighbour_labels, k) if ref_labels is None else \
-            knn_accuracy(true, neighbour_labels, k, ref_labels)
+        score = (
+            knn_accuracy_loo(true, neighbour_labels, k)
+            if ref_labels is None
+            else knn_accuracy(true, neighbour_labels, k, ref_labels)
+        )
         if math.isnan(score.value):
             return None, {}, score.reason
         scores[k] = score.value
@@ -222,6 +254,7 @@ def choose_k(true: torch.Tensor, neighbour_labels: torch.Tensor, candidates: tup
 
 
 # --- mAP@R -----------------------------------------------------------------------------------
+
 
 def map_at_r(x: torch.Tensor, labels: torch.Tensor, chunk_elems: int = CHUNK_ELEMS) -> Score:
     """Mean average precision at R (Musgrave et al. 2020), leave-one-out within the set.
@@ -234,8 +267,12 @@ def map_at_r(x: torch.Tensor, labels: torch.Tensor, chunk_elems: int = CHUNK_ELE
     x, y = x[known], labels[known]
     classes, inverse, counts = torch.unique(y, return_inverse=True, return_counts=True)
     if len(classes) < 2:
-        return Score(math.nan, f"{len(classes)} class(es) among {len(y)} example(s); mAP@R needs at least 2 "
-                               "(with one class every retrieval is right)", 0)
+        return Score(
+            math.nan,
+            f"{len(classes)} class(es) among {len(y)} example(s); mAP@R needs at least 2 "
+            "(with one class every retrieval is right)",
+            0,
+        )
     r = counts[inverse] - 1
     queries = torch.nonzero(r > 0).squeeze(1)
     if len(queries) == 0:
@@ -246,7 +283,7 @@ def map_at_r(x: torch.Tensor, labels: torch.Tensor, chunk_elems: int = CHUNK_ELE
     rows = _rows_per_chunk(len(y), chunk_elems)
     total = 0.0
     for start in range(0, len(queries), rows):
-        q = queries[start:start + rows]
+        q = queries[start : start + rows]
         rq = r[q]
         width = int(rq.max())
         sim = unit[q] @ unit.T
@@ -261,6 +298,7 @@ def map_at_r(x: torch.Tensor, labels: torch.Tensor, chunk_elems: int = CHUNK_ELE
 
 
 # --- tree distances: mistake severity and rank correlation -----------------------------------
+
 
 def paired_tree_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Tree distance of row i of `a` with row i of `b` (rbl.taxonomy.tree_distance's rule, per pair
@@ -282,7 +320,7 @@ def class_paths(codes: torch.Tensor, labels: torch.Tensor, level: int) -> torch.
         return out
     table = torch.full((int(labels[has, level].max()) + 1, labels.shape[1]), -1, dtype=labels.dtype)
     table[labels[has, level]] = labels[has]
-    table[:, level + 1:] = -1
+    table[:, level + 1 :] = -1
     ok = (codes >= 0) & (codes < len(table))
     out[ok] = table[codes[ok]]
     return out
@@ -303,8 +341,9 @@ def mistake_severity(true_paths: torch.Tensor, predicted_paths: torch.Tensor) ->
     return Score(float(distance.double().mean()), "", n)
 
 
-def tree_distance_spearman(x: torch.Tensor, labels: torch.Tensor, max_pairs: int = MAX_PAIRS, seed: int = 0,
-                           chunk_elems: int = CHUNK_ELEMS) -> Score:
+def tree_distance_spearman(
+    x: torch.Tensor, labels: torch.Tensor, max_pairs: int = MAX_PAIRS, seed: int = 0, chunk_elems: int = CHUNK_ELEMS
+) -> Score:
     """Spearman correlation between tree distance and cosine embedding distance over decided pairs.
 
     Exact over all pairs i < j when there are at most `max_pairs`; otherwise over `max_pairs` pairs
@@ -327,8 +366,12 @@ def tree_distance_spearman(x: torch.Tensor, labels: torch.Tensor, max_pairs: int
     i, j, tree = i[decided], j[decided], tree[decided]
     if len(tree) < 2 or int(torch.unique(tree).numel()) < 2:
         values = torch.unique(tree).tolist()
-        return Score(math.nan, f"{len(tree)} decided pair(s) with tree distance(s) {values}; "
-                               "the correlation needs at least 2 distinct distances", n)
+        return Score(
+            math.nan,
+            f"{len(tree)} decided pair(s) with tree distance(s) {values}; "
+            "the correlation needs at least 2 distinct distances",
+            n,
+        )
     unit = F.normalize(x, dim=1)
     dist = torch.empty(len(i), dtype=x.dtype)
     rows = _rows_per_chunk(x.shape[1], chunk_elems)
@@ -342,6 +385,7 @@ def tree_distance_spearman(x: torch.Tensor, labels: torch.Tensor, max_pairs: int
 
 # --- unseen classes: accuracy at the lowest parent seen in training --------------------------
 
+
 def lowest_seen_parent(query_labels: torch.Tensor, ref_labels: torch.Tensor) -> torch.Tensor:
     """(N,) the finest level above the finest at which each query's class occurs in the reference, -1 if none."""
     out = torch.full((len(query_labels),), -1, dtype=torch.long)
@@ -351,7 +395,9 @@ def lowest_seen_parent(query_labels: torch.Tensor, ref_labels: torch.Tensor) -> 
     return out
 
 
-def parent_accuracy(query_labels: torch.Tensor, predicted: torch.Tensor, ref_labels: torch.Tensor) -> tuple[Score, list[int]]:
+def parent_accuracy(
+    query_labels: torch.Tensor, predicted: torch.Tensor, ref_labels: torch.Tensor
+) -> tuple[Score, list[int]]:
     """Accuracy of each query at its lowest parent level seen in training (for unseen fine classes).
 
     `predicted` (N, L) holds kNN-predicted codes per level. Returns the score and the levels used.

@@ -61,16 +61,32 @@ def _project(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     if emb.shape[1] == 3:
         unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         xs, ys = _sphere_coordinates(unit)
-        return xs, ys, {"projection": "mollweide", "xlabel": "longitude (mean direction at the centre)",
-                        "ylabel": "latitude", "name": "unit sphere, equal-area (Mollweide) map"}
+        return (
+            xs,
+            ys,
+            {
+                "projection": "mollweide",
+                "xlabel": "longitude (mean direction at the centre)",
+                "ylabel": "latitude",
+                "name": "unit sphere, equal-area (Mollweide) map",
+            },
+        )
     centred = emb - emb.mean(axis=0)
     if centred.shape[1] < 2:
         centred = np.column_stack([centred, np.zeros((len(centred), 2 - centred.shape[1]))])
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     xs, ys = (centred @ vt[:2].T).T
-    share = s[:2] ** 2 / max(float((s ** 2).sum()), 1e-12)
-    return xs, ys, {"projection": None, "xlabel": f"PC1 ({share[0]:.0%} of variance)",
-                    "ylabel": f"PC2 ({share[1]:.0%} of variance)", "name": f"PCA of {emb.shape[1]}-d embeddings"}
+    share = s[:2] ** 2 / max(float((s**2).sum()), 1e-12)
+    return (
+        xs,
+        ys,
+        {
+            "projection": None,
+            "xlabel": f"PC1 ({share[0]:.0%} of variance)",
+            "ylabel": f"PC2 ({share[1]:.0%} of variance)",
+            "name": f"PCA of {emb.shape[1]}-d embeddings",
+        },
+    )
 
 
 def _styles(coarse: np.ndarray, fine: np.ndarray) -> tuple[dict, dict]:
@@ -85,8 +101,9 @@ def _styles(coarse: np.ndarray, fine: np.ndarray) -> tuple[dict, dict]:
     return colour, marker
 
 
-def _scatter(ax, xs: np.ndarray, ys: np.ndarray, coarse: np.ndarray, fine: np.ndarray, colour: dict,
-             marker: dict) -> None:
+def _scatter(
+    ax, xs: np.ndarray, ys: np.ndarray, coarse: np.ndarray, fine: np.ndarray, colour: dict, marker: dict
+) -> None:
     """Every point in its style: known fine classes, then known coarse with unknown fine ('.' in
     the parent's colour), then unlabelled points (grey)."""
     for (c, f), m in marker.items():
@@ -100,18 +117,21 @@ def _scatter(ax, xs: np.ndarray, ys: np.ndarray, coarse: np.ndarray, fine: np.nd
         ax.scatter(xs[coarse < 0], ys[coarse < 0], s=8, color="0.6", marker=".")
 
 
-def _key_blocks(coarse: np.ndarray, fine: np.ndarray, colour: dict, marker: dict, names: list[list[str]],
-                level_names: list[str]) -> list[tuple[str | None, list[Line2D]]]:
+def _key_blocks(
+    coarse: np.ndarray, fine: np.ndarray, colour: dict, marker: dict, names: list[list[str]], level_names: list[str]
+) -> list[tuple[str | None, list[Line2D]]]:
     """The class key as blocks: per coarse class its name (the block's heading, None for a one-level
     taxonomy) and a handle per fine class under it; unlabelled points last."""
     one_level = len(level_names) == 1
     blocks = []
     for c, rgb in colour.items():
-        handles = [Line2D([], [], color=rgb, marker=m, linestyle="", label=names[-1][f])
-                   for (cc, f), m in marker.items() if cc == c]
+        handles = [
+            Line2D([], [], color=rgb, marker=m, linestyle="", label=names[-1][f])
+            for (cc, f), m in marker.items()
+            if cc == c
+        ]
         if ((coarse == c) & (fine < 0)).any():
-            handles.append(Line2D([], [], color=rgb, marker=".", linestyle="",
-                                  label=f"({level_names[-1]} unknown)"))
+            handles.append(Line2D([], [], color=rgb, marker=".", linestyle="", label=f"({level_names[-1]} unknown)"))
         blocks.append((None if one_level else names[0][c], handles))
     if one_level:  # one block: the classes themselves
         blocks = [(None, [h for _, hs in blocks for h in hs])]
@@ -126,7 +146,7 @@ def _key_columns(blocks: list[tuple[str | None, list[Line2D]]], rows: int) -> li
     'entry')."""
     columns: list[list[tuple[Line2D, str]]] = [[]]
     for heading, handles in blocks:
-        entries = ([(Line2D([], [], linestyle="", label=heading), "heading")] if heading is not None else [])
+        entries = [(Line2D([], [], linestyle="", label=heading), "heading")] if heading is not None else []
         entries += [(h, "entry") for h in handles]
         if columns[-1] and len(columns[-1]) + len(entries) > rows:
             columns.append([])
@@ -145,9 +165,20 @@ def _draw_key(ax, columns: list[list[tuple[Line2D, str]]], colour_of: dict[str, 
     blank = Line2D([], [], linestyle="", label="")
     # A legend fills its columns top to bottom in order, so pad each column to the same height.
     entries = [e for column in columns for e in column + [(blank, "pad")] * (height - len(column))]
-    legend = ax.legend(handles=[h for h, _ in entries], title=title, loc="upper left", ncol=len(columns),
-                       fontsize=KEY_FONT, title_fontsize=KEY_FONT + 1, frameon=False, handletextpad=0.3,
-                       columnspacing=1.2, borderaxespad=0.0, handlelength=1.2, alignment="left")
+    legend = ax.legend(
+        handles=[h for h, _ in entries],
+        title=title,
+        loc="upper left",
+        ncol=len(columns),
+        fontsize=KEY_FONT,
+        title_fontsize=KEY_FONT + 1,
+        frameon=False,
+        handletextpad=0.3,
+        columnspacing=1.2,
+        borderaxespad=0.0,
+        handlelength=1.2,
+        alignment="left",
+    )
     for text, (_, kind) in zip(legend.get_texts(), entries):
         if kind == "heading":
             text.set_fontweight("bold")
@@ -155,8 +186,15 @@ def _draw_key(ax, columns: list[list[tuple[Line2D, str]]], colour_of: dict[str, 
     ax.set_axis_off()
 
 
-def plot_embeddings(emb: np.ndarray, labels: np.ndarray, names: list[list[str]], level_names: list[str],
-                    title: str, max_points: int = 5000, seed: int = 0) -> Figure:
+def plot_embeddings(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    names: list[list[str]],
+    level_names: list[str],
+    title: str,
+    max_points: int = 5000,
+    seed: int = 0,
+) -> Figure:
     """Scatter of one split's embeddings, coloured by coarse class and marked by fine class, with a
     key panel that lists every fine class under its coarse class (readable for 70 classes and more).
 
@@ -184,8 +222,9 @@ def plot_embeddings(emb: np.ndarray, labels: np.ndarray, names: list[list[str]],
     if axes_info["projection"] == "mollweide":
         ax.grid(True, alpha=0.3)
     sample = f", {len(emb)} of {shown} points" if shown > len(emb) else f", {shown} points"
-    ax.set_title(f"{title}\n{axes_info['name']}{sample}; colour: {level_names[0]}, marker: {level_names[-1]}",
-                 fontsize="medium")
+    ax.set_title(
+        f"{title}\n{axes_info['name']}{sample}; colour: {level_names[0]}, marker: {level_names[-1]}", fontsize="medium"
+    )
     key_title = level_names[0] if len(level_names) == 1 else f"{level_names[0]}: {level_names[-1]}"
     _draw_key(fig.add_subplot(grid[0, 1]), columns, {names[0][c]: colour[c] for c in colour}, key_title)
     return fig
@@ -215,15 +254,20 @@ def plot_training_curves(histories: dict[str, pd.DataFrame], collapse_spread: fl
     ax_spread.axhspan(0, collapse_spread, color="tab:red", alpha=0.12, lw=0)
     ax_spread.set_ylim(bottom=0)
     ax_loss.set(title="Training loss", xlabel="epoch", ylabel="mean loss per batch")
-    ax_sil.set(title="Validation silhouette (mean over levels; dot: best epoch)", xlabel="epoch",
-               ylabel="cosine silhouette")
-    ax_spread.set(title=f"Embedding spread (shaded: below {collapse_spread:g}, collapse)", xlabel="epoch",
-                  ylabel="mean pairwise distance, training sample")
+    ax_sil.set(
+        title="Validation silhouette (mean over levels; dot: best epoch)", xlabel="epoch", ylabel="cosine silhouette"
+    )
+    ax_spread.set(
+        title=f"Embedding spread (shaded: below {collapse_spread:g}, collapse)",
+        xlabel="epoch",
+        ylabel="mean pairwise distance, training sample",
+    )
     for ax in (ax_loss, ax_sil, ax_spread):
         ax.grid(True, alpha=0.3)
     counts = {g: sum(1 for k in histories if k.split("/")[0] == g) for g in groups}
-    handles = [Line2D([], [], color=colour[g], lw=2, label=f"{g} ({counts[g]} run{'s' * (counts[g] > 1)})")
-               for g in groups]
+    handles = [
+        Line2D([], [], color=colour[g], lw=2, label=f"{g} ({counts[g]} run{'s' * (counts[g] > 1)})") for g in groups
+    ]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     return fig
@@ -232,15 +276,17 @@ def plot_training_curves(histories: dict[str, pd.DataFrame], collapse_spread: fl
 def plot_metric_bars(summary: pd.DataFrame, ncols: int = 3) -> Figure:
     """One panel per metric: mean over seeds per experiment, grouped by split and level, with the
     seed standard deviation as error bars (summary columns as rbl.summary.summarise). NaN: 'n/a'."""
-    metrics = sorted(summary["metric"].unique(), key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER
-                                                               else len(METRIC_ORDER), m))
+    metrics = sorted(
+        summary["metric"].unique(), key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m)
+    )
     experiments = list(dict.fromkeys(summary["experiment"]))
     colour = dict(zip(experiments, _colours(len(experiments))))
     several_datasets = summary["dataset"].nunique() > 1
     ncols = max(1, min(ncols, len(metrics)))
     nrows = math.ceil(len(metrics) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows + 0.8), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows + 0.8), squeeze=False, layout="constrained"
+    )
     width = 0.8 / max(1, len(experiments))
     for ax, metric in zip(axes.flat, metrics):
         part = summary[summary["metric"] == metric]
@@ -258,20 +304,29 @@ def plot_metric_bars(summary: pd.DataFrame, ncols: int = 3) -> Figure:
                     ax.text(x, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize="small", color="0.35")
                     continue
                 std = row["std"] if not np.isnan(row["std"]) else 0.0
-                ax.bar(x, row["mean"], width, yerr=std, color=colour[experiment], capsize=2,
-                       error_kw={"lw": 0.8})
-        ax.set_xticks(range(len(groups)), ["\n".join(g) for g in groups], fontsize="small", rotation=30,
-                      ha="right", rotation_mode="anchor")
+                ax.bar(x, row["mean"], width, yerr=std, color=colour[experiment], capsize=2, error_kw={"lw": 0.8})
+        ax.set_xticks(
+            range(len(groups)),
+            ["\n".join(g) for g in groups],
+            fontsize="small",
+            rotation=30,
+            ha="right",
+            rotation_mode="anchor",
+        )
         ax.axhline(0, color="0.3", lw=0.6)
         better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
         ax.set_title(f"{metric} ({better})", fontsize="medium")
         ax.set_ylabel(metric)
         ax.grid(True, axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.set_visible(False)
     seeds = summary.groupby("experiment")["n_seeds"].max()
-    handles = [Line2D([], [], color=colour[e], lw=8, label=f"{e} ({int(seeds.get(e, 0))} seed"
-                      f"{'s' * (int(seeds.get(e, 0)) != 1)})") for e in experiments]
+    handles = [
+        Line2D(
+            [], [], color=colour[e], lw=8, label=f"{e} ({int(seeds.get(e, 0))} seed{'s' * (int(seeds.get(e, 0)) != 1)})"
+        )
+        for e in experiments
+    ]
     datasets = ", ".join(sorted(summary["dataset"].unique()))
     fig.suptitle(f"{datasets}: mean over seeds, error bars one standard deviation over seeds")
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)

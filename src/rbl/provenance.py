@@ -31,11 +31,14 @@ def _version(name: str) -> str:
 def provenance(config: dict, manifest: pd.DataFrame, features_info: dict) -> dict:
     cuda = torch.cuda.is_available()
     return {
-        "dataset": {"name": config["dataset"]["name"], "clips": len(manifest),
-                    "sha256": dataset_hash(manifest)},
+        "dataset": {"name": config["dataset"]["name"], "clips": len(manifest), "sha256": dataset_hash(manifest)},
         "extractor": {k: features_info.get(k) for k in ("extractor", "requested", "reason")},
-        "device": {"train": config["train"]["device"], "features": config["features"]["device"],
-                   "cuda_available": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None},
+        "device": {
+            "train": config["train"]["device"],
+            "features": config["features"]["device"],
+            "cuda_available": cuda,
+            "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        },
         "seeds": config["seeds"],
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
         "config": config,
@@ -43,15 +46,23 @@ def provenance(config: dict, manifest: pd.DataFrame, features_info: dict) -> dic
 
 
 def to_markdown(record: dict) -> str:
-    lines = ["# Provenance", "",
-             f"- dataset: **{record['dataset']['name']}**, {record['dataset']['clips']} clips, "
-             f"sha256 `{record['dataset']['sha256']}`",
-             f"- features: **{record['extractor']['extractor']}** (requested {record['extractor']['requested']}: "
-             f"{record['extractor']['reason']})",
-             f"- device: train `{record['device']['train']}`, features `{record['device']['features']}`, "
-             f"CUDA available: {record['device']['cuda_available']}"
-             + (f" ({record['device']['gpu']})" if record["device"]["gpu"] else ""),
-             f"- seeds: {record['seeds']}", "", "## Versions", "", "| package | version |", "|---|---|"]
+    lines = [
+        "# Provenance",
+        "",
+        f"- dataset: **{record['dataset']['name']}**, {record['dataset']['clips']} clips, "
+        f"sha256 `{record['dataset']['sha256']}`",
+        f"- features: **{record['extractor']['extractor']}** (requested {record['extractor']['requested']}: "
+        f"{record['extractor']['reason']})",
+        f"- device: train `{record['device']['train']}`, features `{record['device']['features']}`, "
+        f"CUDA available: {record['device']['cuda_available']}"
+        + (f" ({record['device']['gpu']})" if record["device"]["gpu"] else ""),
+        f"- seeds: {record['seeds']}",
+        "",
+        "## Versions",
+        "",
+        "| package | version |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in record["versions"].items()]
     lines += ["", "## Config", "", "```yaml", yaml.safe_dump(record["config"], sort_keys=False).rstrip(), "```", ""]
     return "\n".join(lines)

@@ -25,7 +25,7 @@ REJECTION_ABOVE = 64  # leaves with more members draw distinct clips by rejectio
 def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """One epoch of uniformly shuffled batches; a last batch of one clip (no pairs) is dropped."""
     order = rng.permutation(n)
-    batches = [order[k:k + batch_size] for k in range(0, n, batch_size)]
+    batches = [order[k : k + batch_size] for k in range(0, n, batch_size)]
     return [b for b in batches if len(b) > 1]
 
 
@@ -36,7 +36,7 @@ class BalancedBatches:
         if not len(labels):
             raise ValueError("balanced batches need training examples")
         self.depth = labels.shape[1]
-        self.per_leaf = max(2, batch_size // 2 ** self.depth)
+        self.per_leaf = max(2, batch_size // 2**self.depth)
         self.n_batches = max(1, math.ceil(len(labels) / batch_size))
         # Nodes are label prefixes, numbered level by level in sorted order, so children lists
         # come out sorted; -1 codes make the unknown child: (c0, -1) beside (c0, c1) under (c0,).

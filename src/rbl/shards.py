@@ -29,4 +29,3 @@ def merge_infos(infos: list[dict]) -> dict:
     merged["skipped_clips"] = [clip for i in infos for clip in i.get("skipped_clips", [])]
     merged["shards"] = len(infos)
     return merged
-

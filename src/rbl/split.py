@@ -49,8 +49,9 @@ def parse_fractions(text: str) -> dict[str, float]:
         try:
             fractions[name.strip()] = float(value)
         except ValueError:
-            raise InputError(f"--fractions: '{item}' is not name=number "
-                             "(e.g. train=0.6,val=0.2,test_seen=0.2)") from None
+            raise InputError(
+                f"--fractions: '{item}' is not name=number (e.g. train=0.6,val=0.2,test_seen=0.2)"
+            ) from None
     return fractions
 
 
@@ -60,7 +61,7 @@ def draw(seed: int, key: str) -> float:
     hashlib rather than numpy's generator: a generator's numbers depend on how many were drawn
     before, which is what made one added clip move others; Python's hash() is salted per process.
     """
-    digest = hashlib.blake2b(f"{seed}\x00{key}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
 
@@ -120,7 +121,8 @@ def check_content_labels(manifest: pd.DataFrame, levels: list[str], source: str)
                 f"{source}: '{a['file']}' (annotation line {a.name + 2}, label '{a['label']}') and "
                 f"'{b['file']}' (annotation line {b.name + 2}, label '{b['label']}') have identical content "
                 f"(sha256 {digest[:12]}...) but different labels; fix the wrong label or remove the copy "
-                "from the annotations")
+                "from the annotations"
+            )
 
 
 def _check_explicit_content(manifest: pd.DataFrame, source: str) -> None:
@@ -135,7 +137,8 @@ def _check_explicit_content(manifest: pd.DataFrame, source: str) -> None:
                 f"{source}: '{a['file']}' (annotation line {a.name + 2}, split '{split[j]}') and "
                 f"'{b['file']}' (annotation line {b.name + 2}, split '{split[i]}') have identical content, so "
                 "one split would score or select on clips another one holds; put both in one split or "
-                "remove the copy")
+                "remove the copy"
+            )
 
 
 def place_sorted(u: np.ndarray, fractions: dict[str, float]) -> list[str]:
@@ -166,8 +169,9 @@ def assign_groups(group: np.ndarray, stratum: np.ndarray, fractions: dict[str, f
     """Split names per row: every group by its own draw, per stratum (see place_sorted)."""
     frame = pd.DataFrame({"group": group, "stratum": stratum})
     # A group belongs to the stratum most of its rows have (ties: the first in name order).
-    group_stratum = frame.groupby("group")["stratum"].agg(lambda s: s.value_counts().sort_index()
-                                                          .sort_values(ascending=False, kind="stable").index[0])
+    group_stratum = frame.groupby("group")["stratum"].agg(
+        lambda s: s.value_counts().sort_index().sort_values(ascending=False, kind="stable").index[0]
+    )
     u = pd.Series({g: draw(seed, "group\x00" + g) for g in group_stratum.index})
     decided: dict[str, str] = {}
     for _, members in group_stratum.groupby(group_stratum):
@@ -186,21 +190,34 @@ def _check_not_empty(out: pd.DataFrame, lost: dict[str, int], explicit: bool, un
             continue
         if explicit:
             left = f" after leaving out {n_skipped} skipped clip(s) (see skipped.csv)" if n_skipped else ""
-            raise InputError(f"split: the annotations' split column leaves no clip in '{name}'{left}; training "
-                             "needs train and val clips: fill the split column so both have clips, or leave "
-                             "the column out to split by split.fractions")
-        causes = [f"{n_unseen} of {n} clip(s) are held out as test_unseen by split.unseen_per_parent="
-                  f"{unseen_per_parent}"]
+            raise InputError(
+                f"split: the annotations' split column leaves no clip in '{name}'{left}; training "
+                "needs train and val clips: fill the split column so both have clips, or leave "
+                "the column out to split by split.fractions"
+            )
+        causes = [
+            f"{n_unseen} of {n} clip(s) are held out as test_unseen by split.unseen_per_parent={unseen_per_parent}"
+        ]
         if n_skipped:
-            causes.append(f"{n_skipped} clip(s) were skipped as undecodable (see skipped.csv), "
-                          f"{lost.get(name, 0)} of them from '{name}'")
-        raise InputError(f"split: no clip landed in '{name}' ({'; '.join(causes)}); add data, lower "
-                         f"split.unseen_per_parent or raise split.fractions.{name}")
+            causes.append(
+                f"{n_skipped} clip(s) were skipped as undecodable (see skipped.csv), "
+                f"{lost.get(name, 0)} of them from '{name}'"
+            )
+        raise InputError(
+            f"split: no clip landed in '{name}' ({'; '.join(causes)}); add data, lower "
+            f"split.unseen_per_parent or raise split.fractions.{name}"
+        )
 
 
-def make_splits(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: int,
-                fractions: dict[str, float], seed: int,
-                skipped: set[str] | frozenset[str] = frozenset(), source: str = "manifest") -> pd.DataFrame:
+def make_splits(
+    manifest: pd.DataFrame,
+    levels: list[str],
+    unseen_per_parent: int,
+    fractions: dict[str, float],
+    seed: int,
+    skipped: set[str] | frozenset[str] = frozenset(),
+    source: str = "manifest",
+) -> pd.DataFrame:
     """A (file, split) table for the manifest's rows; files in `skipped` get the split 'skipped'.
 
     `source` names the manifest in error messages.
@@ -210,8 +227,10 @@ def make_splits(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: in
         raise InputError(f"{source}: no 'sha256' column; it is not a manifest written by rbl ingest: rerun ingest")
     unknown = sorted(set(skipped) - set(manifest["file"]))
     if unknown:
-        raise InputError(f"split: skipped clip(s) {unknown[:3]} are not in the manifest; the skipped list is "
-                         "from another run: rerun feature extraction")
+        raise InputError(
+            f"split: skipped clip(s) {unknown[:3]} are not in the manifest; the skipped list is "
+            "from another run: rerun feature extraction"
+        )
     # Clips left out as undecodable are used nowhere, and 0-byte files all share one sha256: their
     # content says nothing about their labels.
     used = manifest[~manifest["file"].isin(skipped)]
@@ -229,8 +248,9 @@ def make_splits(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: in
     return out
 
 
-def _assign(manifest: pd.DataFrame, levels: list[str], unseen_per_parent: int,
-            fractions: dict[str, float], seed: int) -> pd.DataFrame:
+def _assign(
+    manifest: pd.DataFrame, levels: list[str], unseen_per_parent: int, fractions: dict[str, float], seed: int
+) -> pd.DataFrame:
     bad = [k for k in fractions if k not in DRAWN_SPLITS]
     if bad:
         raise InputError(f"split.fractions: unknown split(s) {bad}; use {', '.join(DRAWN_SPLITS)}")

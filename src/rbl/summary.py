@@ -20,10 +20,20 @@ def long_table(results: list[dict]) -> pd.DataFrame:
     for result in results:
         for m in result["metrics"]:
             value = m["value"] if m["value"] is not None else math.nan
-            rows.append({"dataset": result["dataset"], "experiment": result["experiment"],
-                         "seed": result["seed"], "extractor": result["extractor"], "split": m["split"],
-                         "level": m["level"], "metric": m["metric"], "value": value, "k": m.get("k"),
-                         "reason": m["reason"]})
+            rows.append(
+                {
+                    "dataset": result["dataset"],
+                    "experiment": result["experiment"],
+                    "seed": result["seed"],
+                    "extractor": result["extractor"],
+                    "split": m["split"],
+                    "level": m["level"],
+                    "metric": m["metric"],
+                    "value": value,
+                    "k": m.get("k"),
+                    "reason": m["reason"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -49,10 +59,15 @@ def collapsed_runs(histories: dict[str, pd.DataFrame], threshold: float) -> pd.D
             continue
         below = history[history["spread"] < threshold]
         best = history.loc[history["val_silhouette"].idxmax()] if history["val_silhouette"].notna().any() else None
-        rows.append({"run": name, "first_epoch": int(below["epoch"].iloc[0]),
-                     "lowest_spread": float(history["spread"].min()),
-                     "kept_epoch": int(best["epoch"]) if best is not None else -1,
-                     "kept_spread": float(best["spread"]) if best is not None else math.nan})
+        rows.append(
+            {
+                "run": name,
+                "first_epoch": int(below["epoch"].iloc[0]),
+                "lowest_spread": float(history["spread"].min()),
+                "kept_epoch": int(best["epoch"]) if best is not None else -1,
+                "kept_spread": float(best["spread"]) if best is not None else math.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=["run", "first_epoch", "lowest_spread", "kept_epoch", "kept_spread"])
 
 
@@ -60,27 +75,41 @@ def kept_epochs(histories: dict[tuple[str, int], pd.DataFrame]) -> pd.DataFrame:
     """The epoch of each run's kept checkpoint, from its history.csv: the first epoch with the
     highest validation silhouette (training replaces the kept model only on a strict improvement).
     Keys (experiment, seed); rows experiment, seed, epoch (-1: no validation silhouette at all)."""
-    rows = [{"experiment": experiment, "seed": seed,
-             "epoch": int(h.loc[h["val_silhouette"].idxmax(), "epoch"]) if h["val_silhouette"].notna().any() else -1}
-            for (experiment, seed), h in histories.items()]
-    return pd.DataFrame(rows, columns=["experiment", "seed", "epoch"]).sort_values(["experiment", "seed"],
-                                                                                   ignore_index=True)
+    rows = [
+        {
+            "experiment": experiment,
+            "seed": seed,
+            "epoch": int(h.loc[h["val_silhouette"].idxmax(), "epoch"]) if h["val_silhouette"].notna().any() else -1,
+        }
+        for (experiment, seed), h in histories.items()
+    ]
+    return pd.DataFrame(rows, columns=["experiment", "seed", "epoch"]).sort_values(
+        ["experiment", "seed"], ignore_index=True
+    )
 
 
 def collapse_markdown(collapsed: pd.DataFrame, runs: int, threshold: float) -> str:
     """The summary's note on collapse: which runs' embeddings collapsed, or that none did."""
     lines = ["## Collapse", ""]
     if not len(collapsed):
-        lines.append(f"No run's training embeddings collapsed (spread, the mean pairwise distance of "
-                     f"a fixed sample of training clips, stayed at or above {threshold:g} in all {runs} runs).")
+        lines.append(
+            f"No run's training embeddings collapsed (spread, the mean pairwise distance of "
+            f"a fixed sample of training clips, stayed at or above {threshold:g} in all {runs} runs)."
+        )
         return "\n".join(lines + [""])
-    lines += [f"**{len(collapsed)} of {runs} runs collapsed**: the spread of their training embeddings "
-              f"(mean pairwise distance of a fixed sample) fell below {threshold:g}. Their figures "
-              "come from an earlier epoch, kept by early stopping; consider target: gap, a larger "
-              "out_dim or a lower lr.", "",
-              "| run | first epoch below | lowest spread | kept epoch | spread there |", "|---|---|---|---|---|"]
-    lines += [f"| {r.run} | {r.first_epoch} | {r.lowest_spread:.4f} | {r.kept_epoch} | {r.kept_spread:.4f} |"
-              for r in collapsed.itertuples()]
+    lines += [
+        f"**{len(collapsed)} of {runs} runs collapsed**: the spread of their training embeddings "
+        f"(mean pairwise distance of a fixed sample) fell below {threshold:g}. Their figures "
+        "come from an earlier epoch, kept by early stopping; consider target: gap, a larger "
+        "out_dim or a lower lr.",
+        "",
+        "| run | first epoch below | lowest spread | kept epoch | spread there |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.run} | {r.first_epoch} | {r.lowest_spread:.4f} | {r.kept_epoch} | {r.kept_spread:.4f} |"
+        for r in collapsed.itertuples()
+    ]
     return "\n".join(lines + [""])
 
 
@@ -99,8 +128,10 @@ def _grid(part: pd.DataFrame, by: list[str]) -> list[str]:
     """A Markdown table: one row per experiment (with its number of seeds), one column per distinct
     combination of the `by` columns, in order of appearance."""
     columns = list(dict.fromkeys(zip(*(part[c] for c in by))))
-    lines = ["| experiment | seeds | " + " | ".join(" ".join(map(str, c)) for c in columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
+    lines = [
+        "| experiment | seeds | " + " | ".join(" ".join(map(str, c)) for c in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
     for experiment, rows in part.groupby("experiment", sort=False):
         cells = {tuple(r[c] for c in by): _cell(r) for _, r in rows.iterrows()}
         seeds = int(rows["n_seeds"].max())
@@ -136,12 +167,18 @@ def average_section(table: pd.DataFrame, split: str, epochs: pd.DataFrame | None
     last column lists each seed's kept epoch ('-' for an experiment without training)."""
     part = table[(table["split"] == split) & (table["metric"] == "silhouette")]
     if not len(part):
-        raise InputError(f"no silhouette rows for split {split!r} in the summary table "
-                         f"(splits present: {', '.join(dict.fromkeys(table['split']))})")
+        raise InputError(
+            f"no silhouette rows for split {split!r} in the summary table "
+            f"(splits present: {', '.join(dict.fromkeys(table['split']))})"
+        )
     levels = list(dict.fromkeys(part["level"]))
     extra = [] if epochs is None else ["kept epoch per seed"]
-    lines = ["| experiment | seeds | " + " | ".join([f"{level} silhouette" for level in levels] + ["average"] + extra)
-             + " |", "|---|---|" + "---|" * (len(levels) + 1 + len(extra))]
+    lines = [
+        "| experiment | seeds | "
+        + " | ".join([f"{level} silhouette" for level in levels] + ["average"] + extra)
+        + " |",
+        "|---|---|" + "---|" * (len(levels) + 1 + len(extra)),
+    ]
     for experiment, rows in part.groupby("experiment", sort=False):
         by_level = rows.set_index("level")
         cells = []
@@ -167,8 +204,11 @@ def body(table: pd.DataFrame, depth: int = 2) -> str:
     split and level, and the undefined values with their reasons. `depth` is the heading level of
     the sections (2 in summary.md; deeper where it is embedded, e.g. in README.md)."""
     extractor = ", ".join(sorted(table["extractor"].unique()))
-    lines = [f"Features: **{extractor}**. Cells: mean ± std over seeds "
-             f"(change against {BASELINE}); n/a: not defined for this split.", ""]
+    lines = [
+        f"Features: **{extractor}**. Cells: mean ± std over seeds "
+        f"(change against {BASELINE}); n/a: not defined for this split.",
+        "",
+    ]
     lines += silhouette_section(table, depth)
     for split in dict.fromkeys(table["split"]):
         lines += split_section(table, split, depth)
@@ -185,32 +225,51 @@ def markdown(table: pd.DataFrame, title: str) -> str:
     return f"# {title}\n\n" + body(table)
 
 
-SUMMARY_COLUMNS = ["dataset", "experiment", "extractor", "split", "level", "metric", "mean", "std", "n_seeds",
-                   "k", "reason", "delta_vs_InitEmb"]
+SUMMARY_COLUMNS = [
+    "dataset",
+    "experiment",
+    "extractor",
+    "split",
+    "level",
+    "metric",
+    "mean",
+    "std",
+    "n_seeds",
+    "k",
+    "reason",
+    "delta_vs_InitEmb",
+]
 
 
 def read_summary(path: str | Path) -> pd.DataFrame:
     """A summary.csv as written by `rbl summarise` (the table `summarise` returns), checked."""
     path = Path(path)
     try:
-        table = pd.read_csv(path, dtype={"k": str, "reason": str}, keep_default_na=False,
-                            na_values={"mean": [""], "std": [""], "delta_vs_InitEmb": [""]})
+        table = pd.read_csv(
+            path,
+            dtype={"k": str, "reason": str},
+            keep_default_na=False,
+            na_values={"mean": [""], "std": [""], "delta_vs_InitEmb": [""]},
+        )
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file; copy results/<dataset>/summary.csv of a finished run "
-                         "there (scripts/readme_tables.py --from-results results)") from None
+        raise InputError(
+            f"{path}: no such file; copy results/<dataset>/summary.csv of a finished run "
+            "there (scripts/readme_tables.py --from-results results)"
+        ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable CSV ({error})") from None
     missing = [c for c in SUMMARY_COLUMNS if c not in table.columns]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected the summary.csv that "
-                         f"`rbl summarise` writes (columns {', '.join(SUMMARY_COLUMNS)})")
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected the summary.csv that "
+            f"`rbl summarise` writes (columns {', '.join(SUMMARY_COLUMNS)})"
+        )
     for column in ("mean", "std", "n_seeds", "delta_vs_InitEmb"):
         values = pd.to_numeric(table[column], errors="coerce")
         bad = values.isna() & table[column].notna()
         if bad.any():
             line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-            raise InputError(f"{path}, line {line}: column {column} holds {table[column][bad].iloc[0]!r}, "
-                             "not a number")
+            raise InputError(f"{path}, line {line}: column {column} holds {table[column][bad].iloc[0]!r}, not a number")
         table[column] = values
     return table
 
@@ -221,8 +280,10 @@ def read_kept_epochs(path: str | Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, dtype={"experiment": str})
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file; write it from a run's training histories with "
-                         "scripts/readme_tables.py --from-results results") from None
+        raise InputError(
+            f"{path}: no such file; write it from a run's training histories with "
+            "scripts/readme_tables.py --from-results results"
+        ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable CSV ({error})") from None
     missing = [c for c in ("experiment", "seed", "epoch") if c not in table.columns]

@@ -75,9 +75,11 @@ class Taxonomy:
                 raise InputError(f"{source}: column {i + 1} has no name; name every level in the header")
         for name in levels:
             if name.lower() in RESERVED_LEVELS:
-                raise InputError(f"{source}: level '{name}' is a reserved name (the manifest's columns and the "
-                                 f"metrics use {', '.join(RESERVED_LEVELS)}); rename that column of the header, "
-                                 f"e.g. to '{name}_level'")
+                raise InputError(
+                    f"{source}: level '{name}' is a reserved name (the manifest's columns and the "
+                    f"metrics use {', '.join(RESERVED_LEVELS)}); rename that column of the header, "
+                    f"e.g. to '{name}_level'"
+                )
             if (bad := control_character(name)) is not None:
                 raise InputError(f"{source}: level name {name!r} holds the control character '{bad}'; remove it")
         if len(set(levels)) != len(levels):
@@ -88,14 +90,23 @@ class Taxonomy:
             path = tuple(str(v).strip() for v in values)
             for level, name in zip(levels, path):
                 if not name or name.lower() == "nan":
-                    raise InputError(f"{source} line {row}: level '{level}' is empty; every leaf needs a name at every level")
+                    raise InputError(
+                        f"{source} line {row}: level '{level}' is empty; every leaf needs a name at every level"
+                    )
                 if (bad := control_character(name)) is not None:
-                    raise InputError(f"{source} line {row}: name {name!r} holds the control character '{bad}' "
-                                     "(a line break or the like); remove it")
+                    raise InputError(
+                        f"{source} line {row}: name {name!r} holds the control character '{bad}' "
+                        "(a line break or the like); remove it"
+                    )
                 if PATH_SEP in name:
-                    raise InputError(f"{source} line {row}: name '{name}' contains '{PATH_SEP}', which separates path labels; rename it")
+                    raise InputError(
+                        f"{source} line {row}: name '{name}' contains '{PATH_SEP}', which separates path labels; "
+                        "rename it"
+                    )
             if path in seen:
-                raise InputError(f"{source} line {row}: duplicate of line {seen[path]} ({PATH_SEP.join(path)}); remove one")
+                raise InputError(
+                    f"{source} line {row}: duplicate of line {seen[path]} ({PATH_SEP.join(path)}); remove one"
+                )
             seen[path] = row
             leaves.append(path)
         return cls(levels, tuple(leaves))
@@ -149,6 +160,7 @@ def tree_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     incomplete label leaves the distance undecided (no known level differs, but one is unknown).
     """
     import torch  # here, so stages that only read tables start without loading torch
+
     depth = a.shape[1]
     known = (a[:, None, :] >= 0) & (b[None, :, :] >= 0)
     differ = known & (a[:, None, :] != b[None, :, :])

@@ -71,10 +71,21 @@ def run_key(arrays: list[np.ndarray], settings: TrainSettings, seed: int, device
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
-    digest.update(json.dumps({"format": RESUME_FORMAT, "settings": dataclasses.asdict(settings), "seed": seed,
-                              "device": str(device), "threads": torch.get_num_threads(),
-                              "torch": torch.__version__, "numpy": np.__version__, "code": code_hash()},
-                             sort_keys=True).encode())
+    digest.update(
+        json.dumps(
+            {
+                "format": RESUME_FORMAT,
+                "settings": dataclasses.asdict(settings),
+                "seed": seed,
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "code": code_hash(),
+            },
+            sort_keys=True,
+        ).encode()
+    )
     return digest.hexdigest()
 
 
@@ -102,16 +113,24 @@ class ResumeFile:
             # as they are loaded into it.
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - a damaged file of any kind must not stop training
-            log.warning("resume state %s is unreadable (%s: %s); ignoring it and training from epoch 0",
-                        self.path, type(err).__name__, str(err).strip().splitlines()[0] if str(err).strip() else "")
+            log.warning(
+                "resume state %s is unreadable (%s: %s); ignoring it and training from epoch 0",
+                self.path,
+                type(err).__name__,
+                str(err).strip().splitlines()[0] if str(err).strip() else "",
+            )
             return None
         if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-            log.warning("resume state %s is not one this version writes; ignoring it and training from epoch 0",
-                        self.path)
+            log.warning(
+                "resume state %s is not one this version writes; ignoring it and training from epoch 0", self.path
+            )
             return None
         if state.get("key") != key:
-            log.info("resume state %s belongs to another run (its data, settings, seed or code differ); "
-                     "ignoring it and training from epoch 0", self.path)
+            log.info(
+                "resume state %s belongs to another run (its data, settings, seed or code differ); "
+                "ignoring it and training from epoch 0",
+                self.path,
+            )
             return None
         return state
 
@@ -155,10 +174,18 @@ def make_optimizer(settings: TrainSettings, parameters) -> torch.optim.Optimizer
         return OPTIMIZERS[settings.optimizer](parameters, **kwargs)
 
 
-def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-        settings: TrainSettings, seed: int, device: torch.device,
-        progress: bool = True, collapse_spread: float = 0.0,
-        resume: ResumeFile | None = None) -> tuple[dict, pd.DataFrame]:
+def fit(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    settings: TrainSettings,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+    collapse_spread: float = 0.0,
+    resume: ResumeFile | None = None,
+) -> tuple[dict, pd.DataFrame]:
     """Train from a seeded start; return the best checkpoint (by validation mean silhouette) and the history.
 
     The history holds, per epoch, the mean training loss, the validation mean silhouette and the
@@ -168,8 +195,10 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
     same run (see run_key) is continued; the caller removes the file once its outputs are written.
     """
     if not isinstance(settings.out_dim, int):
-        raise ValueError(f"out_dim must be a number here, got {settings.out_dim!r}; resolve 'auto' from the "
-                         "taxonomy with rbl.model.embedding_size first (as `rbl train` does)")
+        raise ValueError(
+            f"out_dim must be a number here, got {settings.out_dim!r}; resolve 'auto' from the "
+            "taxonomy with rbl.model.embedding_size first (as `rbl train` does)"
+        )
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
@@ -181,8 +210,8 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
     optimizer = make_optimizer(settings, model.parameters())
     balanced = BalancedBatches(y_train, settings.batch_size) if settings.sampler == "balanced" else None
 
-    tracked = xt[torch.as_tensor(np.random.default_rng([seed, 2]).permutation(len(xt))[:SPREAD_SAMPLE],
-                                 device=device)]
+    tracked = xt[torch.as_tensor(np.random.default_rng([seed, 2]).permutation(len(xt))[:SPREAD_SAMPLE], device=device)]
+
     def evaluate() -> tuple[float, float]:
         """Validation mean silhouette and the tracked training embeddings' spread."""
         model.eval()
@@ -193,9 +222,15 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
 
     def warn_collapse(epoch: int, width: float) -> bool:
         if width < collapse_spread and not warned:
-            log.warning("the training embeddings are collapsing: their spread (mean pairwise %s distance) "
-                        "fell to %.4f, below %g, at epoch %d; try target: gap (RbL), a larger out_dim or "
-                        "a lower lr", settings.distance, width, collapse_spread, epoch)
+            log.warning(
+                "the training embeddings are collapsing: their spread (mean pairwise %s distance) "
+                "fell to %.4f, below %g, at epoch %d; try target: gap (RbL), a larger out_dim or "
+                "a lower lr",
+                settings.distance,
+                width,
+                collapse_spread,
+                epoch,
+            )
             return True
         return warned
 
@@ -208,9 +243,14 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
         model, optimizer, rng, start = restored["model"], restored["optimizer"], restored["rng"], restored["epoch"]
         best_state, best_epoch, best_score = restored["best_state"], restored["best_epoch"], restored["best_score"]
         warned = restored["warned"]
-        history[:start + 1] = restored["history"]
-        log.info("resuming from epoch %d (best %.4f at epoch %d) with the saved state in %s",
-                 start, best_score, best_epoch, resume.path)
+        history[: start + 1] = restored["history"]
+        log.info(
+            "resuming from epoch %d (best %.4f at epoch %d) with the saved state in %s",
+            start,
+            best_score,
+            best_epoch,
+            resume.path,
+        )
     else:
         start = 0
         best_score, width = evaluate()
@@ -219,8 +259,14 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
         history[0] = (0, math.nan, best_score, width)
         warned = warn_collapse(0, width)
     epoch = start
-    bar = tqdm(range(start + 1, settings.max_epochs + 1), desc="training", unit="epoch", disable=not progress,
-               initial=start, total=settings.max_epochs)
+    bar = tqdm(
+        range(start + 1, settings.max_epochs + 1),
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+        initial=start,
+        total=settings.max_epochs,
+    )
     for epoch in bar:
         model.train()
         batches = balanced.epoch(rng) if balanced else random_batches(len(xt), settings.batch_size, rng)
@@ -244,15 +290,31 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
         if epoch - best_epoch >= settings.patience:
             break
         if resume and epoch % resume.every == 0 and epoch < settings.max_epochs:
-            resume.save({"format": RESUME_FORMAT, "key": key, "epoch": epoch, "model": model.state_dict(),
-                         "optimizer": optimizer.state_dict(), "best_state": best_state, "best_epoch": best_epoch,
-                         "best_score": best_score, "warned": warned,
-                         "history": torch.from_numpy(history[:epoch + 1].copy()),
-                         "torch_rng": torch.get_rng_state(),
-                         "numpy_rng": json.dumps(rng.bit_generator.state)})
-    checkpoint = {"state_dict": best_state, "model": model.config, "epoch": best_epoch,
-                  "val_silhouette": best_score, "spread": float(history[best_epoch, 3]), "seed": seed}
-    return checkpoint, _history_frame(history[:epoch + 1])
+            resume.save(
+                {
+                    "format": RESUME_FORMAT,
+                    "key": key,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "best_state": best_state,
+                    "best_epoch": best_epoch,
+                    "best_score": best_score,
+                    "warned": warned,
+                    "history": torch.from_numpy(history[: epoch + 1].copy()),
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": json.dumps(rng.bit_generator.state),
+                }
+            )
+    checkpoint = {
+        "state_dict": best_state,
+        "model": model.config,
+        "epoch": best_epoch,
+        "val_silhouette": best_score,
+        "spread": float(history[best_epoch, 3]),
+        "seed": seed,
+    }
+    return checkpoint, _history_frame(history[: epoch + 1])
 
 
 def _history_frame(history: np.ndarray) -> pd.DataFrame:
@@ -279,14 +341,24 @@ def _restore(state: dict, model: Embedder, settings: TrainSettings, device: torc
             raise ValueError("the best model does not fit this model")
         rng = np.random.default_rng()
         rng.bit_generator.state = json.loads(state["numpy_rng"])
-        out = {"model": restored, "optimizer": optimizer, "rng": rng, "epoch": epoch, "history": history,
-               "best_state": {k: v.to(device) for k, v in best_state.items()},
-               "best_epoch": int(state["best_epoch"]), "best_score": float(state["best_score"]),
-               "warned": bool(state["warned"])}
+        out = {
+            "model": restored,
+            "optimizer": optimizer,
+            "rng": rng,
+            "epoch": epoch,
+            "history": history,
+            "best_state": {k: v.to(device) for k, v in best_state.items()},
+            "best_epoch": int(state["best_epoch"]),
+            "best_score": float(state["best_score"]),
+            "warned": bool(state["warned"]),
+        }
         torch.set_rng_state(state["torch_rng"])  # last: nothing after it can fail
     except Exception as err:  # noqa: BLE001 - a damaged file of any kind must not stop training
-        log.warning("resume state does not fit this run (%s: %s); ignoring it and training from epoch 0",
-                    type(err).__name__, err)
+        log.warning(
+            "resume state does not fit this run (%s: %s); ignoring it and training from epoch 0",
+            type(err).__name__,
+            err,
+        )
         return None
     return out
 

@@ -15,8 +15,8 @@ distances either side of the boundaries between consecutive blocks, so no sort i
 those order statistics (`_order_statistics`). Pair ranks are
 looked up in a table between the batch's distinct label rows. The passes over the N (N - 1) / 2
 pairs run along memory so that the compiler vectorises them: distances and levels; the order
-statistics (two more passes on large batches); residuals; the gradient (`_scatter`). Buffers for the pairs are kept between
-calls (`Workspace`): 9 bytes per pair.
+statistics (two more passes on large batches); residuals; the gradient (`_scatter`). Buffers for
+the pairs are kept between calls (`Workspace`): 9 bytes per pair.
 """
 
 from __future__ import annotations
@@ -57,23 +57,38 @@ class Workspace:
         return self.dist, self.level
 
 
-def block_rank_loss(embeddings: torch.Tensor, labels: torch.Tensor, distance: str, target: str,
-                    margin: float, workspace: Workspace | None = None) -> torch.Tensor:
+def block_rank_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    distance: str,
+    target: str,
+    margin: float,
+    workspace: Workspace | None = None,
+) -> torch.Tensor:
     """RbL (gap or edge target) of CPU float embeddings (N, D) with labels (N, L); one autograd node."""
     workspace = workspace or Workspace()
     if torch.is_grad_enabled() and embeddings.requires_grad:
         return _BlockRankLoss.apply(embeddings, labels, distance, target, margin, workspace)
-    loss, _ = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance, False, workspace,
-                            target=target, margin=margin)
+    loss, _ = loss_and_grad(
+        embeddings.detach().numpy(), labels.numpy(), distance, False, workspace, target=target, margin=margin
+    )
     return torch.tensor(loss, dtype=embeddings.dtype)
 
 
 class _BlockRankLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, embeddings: torch.Tensor, labels: torch.Tensor, distance: str, target: str,
-                margin: float, workspace: Workspace) -> torch.Tensor:
-        loss, grad = loss_and_grad(embeddings.detach().numpy(), labels.numpy(), distance, True, workspace,
-                                   target=target, margin=margin)
+    def forward(
+        ctx,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        distance: str,
+        target: str,
+        margin: float,
+        workspace: Workspace,
+    ) -> torch.Tensor:
+        loss, grad = loss_and_grad(
+            embeddings.detach().numpy(), labels.numpy(), distance, True, workspace, target=target, margin=margin
+        )
         ctx.grad = torch.from_numpy(grad)
         return torch.tensor(loss, dtype=embeddings.dtype)
 
@@ -83,9 +98,17 @@ class _BlockRankLoss(torch.autograd.Function):
         return grad_output * ctx.grad, None, None, None, None, None
 
 
-def loss_and_grad(x: np.ndarray, labels: np.ndarray, distance: str, want_grad: bool = True,
-                  workspace: Workspace | None = None, buckets: int = BUCKETS, *, target: str,
-                  margin: float):
+def loss_and_grad(
+    x: np.ndarray,
+    labels: np.ndarray,
+    distance: str,
+    want_grad: bool = True,
+    workspace: Workspace | None = None,
+    buckets: int = BUCKETS,
+    *,
+    target: str,
+    margin: float,
+):
     """(loss, d loss / d x or None) for embeddings x (N, D) and labels (N, L), negative = unknown.
 
     target: "gap" (with `margin`) or "edge" (margin unused), as `rank_based_loss`. The kernel
@@ -98,11 +121,13 @@ def loss_and_grad(x: np.ndarray, labels: np.ndarray, distance: str, want_grad: b
     x64 = np.ascontiguousarray(x, dtype=np.float64)
     codes = np.ascontiguousarray(labels, dtype=np.int64)
     dist, level = (workspace or Workspace()).buffers(len(x))
-    loss, grad = _kernel(x64, codes, _KINDS[distance], want_grad, dist, level, buckets, _TARGETS[target],
-                         float(margin))
+    loss, grad = _kernel(x64, codes, _KINDS[distance], want_grad, dist, level, buckets, _TARGETS[target], float(margin))
     if np.isnan(loss):  # the kernel's sign of a distance that is not finite
-        what = ("the embeddings hold NaN or Inf" if not np.isfinite(x64).all() else
-                f"pair distances overflow (embeddings of magnitude {np.abs(x64).max():.3g})")
+        what = (
+            "the embeddings hold NaN or Inf"
+            if not np.isfinite(x64).all()
+            else f"pair distances overflow (embeddings of magnitude {np.abs(x64).max():.3g})"
+        )
         raise ValueError(f"RankBasedLoss: {what}; has training diverged? try a lower learning rate")
     return loss, (grad.astype(x.dtype, copy=False) if want_grad else None)
 
@@ -178,8 +203,9 @@ def _select(values: np.ndarray, stop: int, k: int) -> None:
 
 
 @numba.njit(cache=True)
-def _order_statistics(values: np.ndarray, level: np.ndarray, n: int, positions: np.ndarray,
-                      buckets: int, low: float, high: float) -> np.ndarray:
+def _order_statistics(
+    values: np.ndarray, level: np.ndarray, n: int, positions: np.ndarray, buckets: int, low: float, high: float
+) -> np.ndarray:
     """The values at the given positions (ascending) of the n decided values (level >= 0) sorted;
     low and high are the smallest and largest of them.
 
@@ -229,7 +255,7 @@ def _order_statistics(values: np.ndarray, level: np.ndarray, n: int, positions: 
                 fill[b] += 1
     for t in range(m):
         b = bucket[t]
-        part = scratch[offset[b]:offset[b] + starts[b + 1] - starts[b]]
+        part = scratch[offset[b] : offset[b] + starts[b + 1] - starts[b]]
         k = positions[t] - starts[b]
         _select(part, len(part), k)
         out[t] = part[k]
@@ -301,8 +327,15 @@ def _pairs_per_level(table: np.ndarray, sizes: np.ndarray, depth: int) -> np.nda
 
 
 @numba.njit(cache=True)
-def _pair_distances(cols: np.ndarray, squares: np.ndarray, group: np.ndarray, table: np.ndarray, kind: int,
-                    dist: np.ndarray, level: np.ndarray):
+def _pair_distances(
+    cols: np.ndarray,
+    squares: np.ndarray,
+    group: np.ndarray,
+    table: np.ndarray,
+    kind: int,
+    dist: np.ndarray,
+    level: np.ndarray,
+):
     """Every pair i < j, row by row, into dist and level: distance, and level = rank // 2 (-1
     undecided; + FLOORED where the euclidean floor holds the distance, so it passes no gradient).
     Returns the pair count, the smallest and largest decided distance, their sum, and whether every
@@ -313,10 +346,10 @@ def _pair_distances(cols: np.ndarray, squares: np.ndarray, group: np.ndarray, ta
     finite = True
     start = 0
     for i in range(n - 1):
-        seg = dist[start:start + n - i - 1]
+        seg = dist[start : start + n - i - 1]
         seg[:] = 0.0
         for k in range(dim):
-            ci, ck = cols[k, i], cols[k, i + 1:]
+            ci, ck = cols[k, i], cols[k, i + 1 :]
             for t in range(len(seg)):
                 seg[t] += ci * ck[t]
         ranks = table[group[i]]
@@ -341,8 +374,17 @@ def _pair_distances(cols: np.ndarray, squares: np.ndarray, group: np.ndarray, ta
 
 
 @numba.njit(cache=True)
-def _bounds(dist: np.ndarray, level: np.ndarray, counts: np.ndarray, buckets: int, low: float, high: float,
-            decided_sum: float, target: int, margin: float):
+def _bounds(
+    dist: np.ndarray,
+    level: np.ndarray,
+    counts: np.ndarray,
+    buckets: int,
+    low: float,
+    high: float,
+    decided_sum: float,
+    target: int,
+    margin: float,
+):
     """Each level's interval [lo, hi] and the distance unit. Edge: the first and last sorted distance
     of its block. Gap: margin / 2 inside the boundaries (midpoints of the sorted distances either
     side of each edge between consecutive blocks), in units of the mean decided distance. The
@@ -371,8 +413,16 @@ def _bounds(dist: np.ndarray, level: np.ndarray, counts: np.ndarray, buckets: in
 
 
 @numba.njit(cache=True)
-def _loss_and_weights(dist: np.ndarray, level: np.ndarray, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                      unit: float, target: int, kind: int) -> float:
+def _loss_and_weights(
+    dist: np.ndarray,
+    level: np.ndarray,
+    counts: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    unit: float,
+    target: int,
+    kind: int,
+) -> float:
     """The loss; each pair's distance in `dist` is replaced by its weight in the gradient.
 
     Residuals r_p = relu(d_p - hi) - relu(lo - d_p) (a level's gap interval may be empty: then both
@@ -430,8 +480,17 @@ def _through_normalisation(grad: np.ndarray, cols: np.ndarray, norms: np.ndarray
 
 
 @numba.njit(cache=True)
-def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_buffer: np.ndarray,
-            level_buffer: np.ndarray, buckets: int, target: int, margin: float):
+def _kernel(
+    x: np.ndarray,
+    labels: np.ndarray,
+    kind: int,
+    want_grad: bool,
+    dist_buffer: np.ndarray,
+    level_buffer: np.ndarray,
+    buckets: int,
+    target: int,
+    margin: float,
+):
     """(loss, gradient wrt x) of one batch; the steps are the module docstring's passes."""
     cols, norms, denom, squares = _columns(x, kind)
     group, table, sizes = _label_groups(labels)
@@ -439,8 +498,9 @@ def _kernel(x: np.ndarray, labels: np.ndarray, kind: int, want_grad: bool, dist_
     grad = np.zeros(x.shape)
     if counts.sum() == 0:
         return 0.0, grad
-    n_all, low, high, decided_sum, finite = _pair_distances(cols, squares, group, table, kind, dist_buffer,
-                                                            level_buffer)
+    n_all, low, high, decided_sum, finite = _pair_distances(
+        cols, squares, group, table, kind, dist_buffer, level_buffer
+    )
     if not finite:  # NaN or Inf embeddings, or overflow: no order, and the buckets would be undefined
         return np.nan, grad
     dist, level = dist_buffer[:n_all], level_buffer[:n_all]
@@ -461,9 +521,9 @@ def _scatter(cols: np.ndarray, weight: np.ndarray, kind: int, grad: np.ndarray) 
     start = 0
     for i in range(n - 1):
         m = n - i - 1
-        w = weight[start:start + m]
+        w = weight[start : start + m]
         for k in range(dim):
-            ci, ck = cols[k, i], cols[k, i + 1:]
+            ci, ck = cols[k, i], cols[k, i + 1 :]
             acc = 0.0
             if kind == COSINE:
                 for t in range(m):

@@ -39,8 +39,9 @@ TARGETS = ("gap", "edge", "reference")
 KERNEL_TARGETS = ("gap", "edge")
 
 
-def rank_based_loss(distances: torch.Tensor, ranks: torch.Tensor, target: str = "gap",
-                    margin: float = 0.6) -> torch.Tensor:
+def rank_based_loss(
+    distances: torch.Tensor, ranks: torch.Tensor, target: str = "gap", margin: float = 0.6
+) -> torch.Tensor:
     """RbL over a flat list of pair distances (P,) and their ranks (P,), -1 meaning undecided.
 
     `margin` is the gap that target="gap" demands between consecutive blocks, in mean distances
@@ -109,8 +110,7 @@ class RankBasedLoss(torch.nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.target in KERNEL_TARGETS and _kernel_applies(embeddings, labels):
-            return block_rank_loss(embeddings, labels, self.distance, self.target, self.margin,
-                                   self._workspace)
+            return block_rank_loss(embeddings, labels, self.distance, self.target, self.margin, self._workspace)
         return self.forward_torch(embeddings, labels)
 
     def forward_torch(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -25,15 +25,19 @@ def run(args: argparse.Namespace) -> None:
 
     folder = Path(args.dir)
     if not folder.is_dir():
-        raise InputError(f"{folder}: folder not found; it should hold the authors' train.csv and val.csv, "
-                         "optionally test.csv (set dataset.authors_csv_dir in the config)")
+        raise InputError(
+            f"{folder}: folder not found; it should hold the authors' train.csv and val.csv, "
+            "optionally test.csv (set dataset.authors_csv_dir in the config)"
+        )
     # train and val are required (a missing one is named by read_table); test.csv is optional.
-    tables = {name: read_table(folder / f"{name}.csv") for name in AUTHORS_SPLITS
-              if name != "test" or (folder / "test.csv").is_file()}
+    tables = {
+        name: read_table(folder / f"{name}.csv")
+        for name in AUTHORS_SPLITS
+        if name != "test" or (folder / "test.csv").is_file()
+    }
     if "test" not in tables:
         log.info("%s has no test.csv: no test_seen clips from the authors' split", folder)
     annotations, taxonomy = authors_csv(tables)
     write_csv(taxonomy, args.out_taxonomy)
     write_csv(annotations, args.out_annotations)
-    log.info("converted %d clips (%s) from %s", len(annotations),
-             annotations["split"].value_counts().to_dict(), folder)
+    log.info("converted %d clips (%s) from %s", len(annotations), annotations["split"].value_counts().to_dict(), folder)

@@ -14,10 +14,16 @@ HELP = "generate a realistic benchmark corpus (fluidsynth instruments, espeak-ng
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from rbl.corpora import CORPORA
 
-    p.add_argument("--kind", required=True, choices=sorted(CORPORA),
-                   help="instruments: GM family -> instrument; speech: language family -> language -> voice")
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=sorted(CORPORA),
+        help="instruments: GM family -> instrument; speech: language family -> language -> voice",
+    )
     p.add_argument("--out", required=True, help="folder for audio/, annotations.csv and taxonomy.csv")
-    p.add_argument("--clips-per-class", type=int, default=None, help="clips per leaf (default: instruments 32, speech 16)")
+    p.add_argument(
+        "--clips-per-class", type=int, default=None, help="clips per leaf (default: instruments 32, speech 16)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the rendered clips (default: 0)")
 
 

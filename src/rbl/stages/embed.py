@@ -15,7 +15,9 @@ HELP = "embed every clip with a checkpoint (none: InitEmb)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, help="normalised features of normalise (.npz)")
-    p.add_argument("--checkpoint", default="", help="checkpoint of train (default: none, the features are the embeddings)")
+    p.add_argument(
+        "--checkpoint", default="", help="checkpoint of train (default: none, the features are the embeddings)"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:<n> or auto (default: cpu)")
     p.add_argument("--out", required=True, help=".npz to write: embeddings, one row per clip")
 
@@ -35,8 +37,10 @@ def run(args: argparse.Namespace) -> None:
         except (KeyError, TypeError, RuntimeError) as err:
             raise InputError(f"{args.checkpoint}: does not fit the embedding model ({err}); rerun training") from None
         if model.config["in_dim"] != x.shape[1]:
-            raise InputError(f"{args.checkpoint}: trained on {model.config['in_dim']}-d features, "
-                             f"{args.features} holds {x.shape[1]}-d ones; rerun training")
+            raise InputError(
+                f"{args.checkpoint}: trained on {model.config['in_dim']}-d features, "
+                f"{args.features} holds {x.shape[1]}-d ones; rerun training"
+            )
         with torch.no_grad():
             emb = model(torch.as_tensor(x, dtype=torch.float32, device=device)).cpu().numpy()
     else:

@@ -37,14 +37,27 @@ def run(args: argparse.Namespace) -> None:
     emb = load_array(args.embeddings, "embeddings")
     if len(emb) != len(manifest):
         raise InputError(f"{args.embeddings}: {len(emb)} rows, the manifest {len(manifest)}; rerun embed")
-    require_finite(emb, split, manifest, args.embeddings,
-                   "either the model diverged (lower the experiment's lr) or the clips were skipped at "
-                   "extraction after the splits were made (rerun the split stage)")
+    require_finite(
+        emb,
+        split,
+        manifest,
+        args.embeddings,
+        "either the model diverged (lower the experiment's lr) or the clips were skipped at "
+        "extraction after the splits were made (rerun the split stage)",
+    )
     info = json.loads(Path(args.features_info).read_text())
     table = evaluate_embeddings(emb, labels, split, levels, seed=args.seed)
-    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-            for r in table.to_dict("records")]
-    result = {"dataset": args.dataset, "experiment": args.experiment, "seed": args.seed,
-              "extractor": info["extractor"], "rbl_version": __version__,
-              "skipped": int((split == SKIPPED).sum()), "metrics": rows}
+    rows = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in table.to_dict("records")
+    ]
+    result = {
+        "dataset": args.dataset,
+        "experiment": args.experiment,
+        "seed": args.seed,
+        "extractor": info["extractor"],
+        "rbl_version": __version__,
+        "skipped": int((split == SKIPPED).sum()),
+        "metrics": rows,
+    }
     write_text(args.out, json.dumps(result, indent=2))

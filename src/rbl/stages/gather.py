@@ -34,15 +34,19 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(f"gather: the shards hold {len(feats)} clips, the manifest {n}; rerun extraction")
     info = merge_infos([json.loads(Path(p).read_text()) for p in args.infos])
     if info["n_clips"] != n:
-        raise InputError(f"gather: the shards' records count {info['n_clips']} clips, the manifest {n}; "
-                         "rerun extraction")
+        raise InputError(
+            f"gather: the shards' records count {info['n_clips']} clips, the manifest {n}; rerun extraction"
+        )
     # On stdout, which the workflow leaves on the console (stderr goes to the rule's log): which
     # extractor ran, also when `auto` chose it; the first line of why (the record holds all of it).
     lines = str(info["reason"]).splitlines() or [""]
     why = lines[0] + (f" ... (in full: {args.info})" if len(lines) > 1 else "")
-    print(f"features: extractor {info['extractor']}, requested {info['requested']}; {info['computed']} clip(s) "
-          f"computed, {info['from_cache']} from the cache, {info['skipped']} skipped, in {len(args.parts)} "
-          f"shard(s); why: {why}", flush=True)
+    print(
+        f"features: extractor {info['extractor']}, requested {info['requested']}; {info['computed']} clip(s) "
+        f"computed, {info['from_cache']} from the cache, {info['skipped']} skipped, in {len(args.parts)} "
+        f"shard(s); why: {why}",
+        flush=True,
+    )
     if args.skipped:
         write_skipped(info["skipped_clips"], args.skipped, info, keep_list=False)
     write_features(feats, info, args.out, args.info)

@@ -21,8 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features-dir", default="", help="or: folder of one precomputed .npy per clip")
     p.add_argument("--out-manifest", required=True, help="manifest CSV to write (file, path, sha256, labels)")
     p.add_argument("--out-taxonomy", required=True, help="the validated taxonomy CSV to write")
-    p.add_argument("--hashes", default="",
-                   help="table of content hashes by stat signature: only new or changed files are hashed")
+    p.add_argument(
+        "--hashes", default="", help="table of content hashes by stat signature: only new or changed files are hashed"
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -40,21 +41,36 @@ def run(args: argparse.Namespace) -> None:
     manifest = build_manifest(read_table(args.annotations), taxonomy, root, args.annotations, suffix)
     paths = list(manifest["path"])
     try:
-        digests = (cached_hashes(paths, args.hashes, progress=not args.quiet) if args.hashes
-                   else content_hashes(paths, {}, progress=not args.quiet)[0])
+        digests = (
+            cached_hashes(paths, args.hashes, progress=not args.quiet)
+            if args.hashes
+            else content_hashes(paths, {}, progress=not args.quiet)[0]
+        )
     except OSError as err:  # an unreadable clip: name it with its annotation line
         line = f" line {paths.index(err.filename) + 2}" if err.filename in paths else ""
-        raise InputError(f"{args.annotations}{line}: {err.filename} cannot be read ({err.strerror or err}); "
-                         "check the file and its permissions") from None
+        raise InputError(
+            f"{args.annotations}{line}: {err.filename} cannot be read ({err.strerror or err}); "
+            "check the file and its permissions"
+        ) from None
     manifest.insert(2, "sha256", digests)
     start = len(str(root).rstrip("/")) + 1  # manifest paths are root/<relative path>
     listed = {p[start:] for p in manifest["path"]}
     unlisted = unlisted_files(root, listed, AUDIO_SUFFIXES if suffix is None else {suffix})
     if unlisted:
-        log.warning("%d file(s) under %s are not in %s and are not used, e.g. %s",
-                    len(unlisted), root, args.annotations, ", ".join(unlisted[:3]))
+        log.warning(
+            "%d file(s) under %s are not in %s and are not used, e.g. %s",
+            len(unlisted),
+            root,
+            args.annotations,
+            ", ".join(unlisted[:3]),
+        )
     incomplete = int((manifest[taxonomy.levels[-1]] == "").sum())
-    log.info("manifest: %d clips, %d with incomplete labels, %d levels (%s)",
-             len(manifest), incomplete, taxonomy.depth, ", ".join(taxonomy.levels))
+    log.info(
+        "manifest: %d clips, %d with incomplete labels, %d levels (%s)",
+        len(manifest),
+        incomplete,
+        taxonomy.depth,
+        ", ".join(taxonomy.levels),
+    )
     write_csv(taxonomy.to_frame(), args.out_taxonomy)
     write_csv(manifest, args.out_manifest)

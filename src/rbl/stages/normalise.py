@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> None:
     manifest = read_table(args.manifest)
     split = read_splits(manifest, args.splits)
     if feats.ndim != 2 or len(feats) != len(manifest):
-        raise InputError(f"{args.features}: shape {feats.shape} does not match the manifest's {len(manifest)} "
-                         "clips; rerun extraction")
+        raise InputError(
+            f"{args.features}: shape {feats.shape} does not match the manifest's {len(manifest)} "
+            "clips; rerun extraction"
+        )
     require_finite(feats, split, manifest, args.features)
     train = split == "train"
     if not train.any():
@@ -40,5 +42,9 @@ def run(args: argparse.Namespace) -> None:
     mean, std = normalise.fit(feats[train])
     with atomic_path(args.out) as tmp:
         np.savez(tmp, x=normalise.apply(feats, mean, std), mean=mean, std=std)
-    log.info("normalised %d clips with statistics of %d training clips (%d skipped clip(s) left as NaN)",
-             len(feats), int(train.sum()), int((split == SKIPPED).sum()))
+    log.info(
+        "normalised %d clips with statistics of %d training clips (%d skipped clip(s) left as NaN)",
+        len(feats),
+        int(train.sum()),
+        int((split == SKIPPED).sum()),
+    )

@@ -16,8 +16,12 @@ HELP = "loss and validation silhouette per epoch"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--histories", nargs="+", required=True, help="history.csv of every trained run")
     p.add_argument("--names", nargs="+", required=True, help="one 'experiment/seed' label per history")
-    p.add_argument("--collapse-spread", type=finite, default=0.1,
-                   help="shade spreads below this as collapse (default: %(default)s)")
+    p.add_argument(
+        "--collapse-spread",
+        type=finite,
+        default=0.1,
+        help="shade spreads below this as collapse (default: %(default)s)",
+    )
     p.add_argument("--out", required=True, help="image to write (.png)")
 
 

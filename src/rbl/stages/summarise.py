@@ -24,8 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", default="Results", help="title of the markdown table (default: %(default)s)")
     p.add_argument("--histories", nargs="*", default=[], help="history.csv of every trained run")
     p.add_argument("--names", nargs="*", default=[], help="one 'experiment/seed' label per history")
-    p.add_argument("--collapse-spread", type=finite, default=0.1,
-                   help="report runs whose embedding spread fell below this (default: %(default)s)")
+    p.add_argument(
+        "--collapse-spread",
+        type=finite,
+        default=0.1,
+        help="report runs whose embedding spread fell below this (default: %(default)s)",
+    )
     p.add_argument("--out-long", required=True, help="metrics.csv: one row per seed, split, level, metric")
     p.add_argument("--out-csv", required=True, help="summary.csv: mean and spread over seeds")
     p.add_argument("--out-md", required=True, help="summary.md: the table as markdown")
@@ -48,8 +52,13 @@ def run(args: argparse.Namespace) -> None:
         histories = {name: pd.read_csv(path) for name, path in zip(args.names, args.histories)}
         collapsed = collapsed_runs(histories, args.collapse_spread)
         for run in collapsed.itertuples():
-            log.warning("%s: the training embeddings collapsed (spread %.4f at epoch %d, below %g)",
-                        run.run, run.lowest_spread, run.first_epoch, args.collapse_spread)
+            log.warning(
+                "%s: the training embeddings collapsed (spread %.4f at epoch %d, below %g)",
+                run.run,
+                run.lowest_spread,
+                run.first_epoch,
+                args.collapse_spread,
+            )
         text += "\n" + collapse_markdown(collapsed, len(histories), args.collapse_spread)
     write_text(args.out_md, text)
     save_figure(plot_metric_bars(table), args.out_plot)

@@ -28,13 +28,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, required=True, help="the run's seed (initialisation, batches)")
     p.add_argument("--device", required=True, help="cpu, cuda, cuda:<n> or auto")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--collapse-spread", type=finite, default=0.0,
-                   help="warn when the training embeddings' spread (mean pairwise distance) falls below this")
-    p.add_argument("--resume", default=None,
-                   help="file for the run's state: saved there periodically, continued from on a rerun of the "
-                        "same run, removed once the outputs are written (default: none, no saved state)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=None,
-                   help="with --resume: save the state every this many epochs")
+    p.add_argument(
+        "--collapse-spread",
+        type=finite,
+        default=0.0,
+        help="warn when the training embeddings' spread (mean pairwise distance) falls below this",
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="file for the run's state: saved there periodically, continued from on a rerun of the "
+        "same run, removed once the outputs are written (default: none, no saved state)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        help="with --resume: save the state every this many epochs",
+    )
     add_settings(p, TrainSettings)
 
 
@@ -46,8 +57,10 @@ def run(args: argparse.Namespace) -> None:
     from rbl.train import ResumeFile, fit, resolve_out_dim, training_labels
 
     if args.resume and args.checkpoint_every is None:
-        raise InputError("train: --resume needs --checkpoint-every (the epochs between saves of the state; "
-                         "the workflow passes train.checkpoint_every)")
+        raise InputError(
+            "train: --resume needs --checkpoint-every (the epochs between saves of the state; "
+            "the workflow passes train.checkpoint_every)"
+        )
     torch.set_num_threads(args.threads)
     settings = settings_from(args, TrainSettings)
     manifest, labels, _ = read_labels(args.manifest, args.taxonomy)
@@ -65,14 +78,27 @@ def run(args: argparse.Namespace) -> None:
     log.info("training %s on %s, seed %d", settings, device, args.seed)
     train, val = split == "train", split == "val"
     resume = ResumeFile(Path(args.resume), args.checkpoint_every) if args.resume else None
-    checkpoint, history = fit(x[train], labels[train], x[val], labels[val], settings, args.seed, device,
-                              progress=not args.quiet, collapse_spread=args.collapse_spread, resume=resume)
+    checkpoint, history = fit(
+        x[train],
+        labels[train],
+        x[val],
+        labels[val],
+        settings,
+        args.seed,
+        device,
+        progress=not args.quiet,
+        collapse_spread=args.collapse_spread,
+        resume=resume,
+    )
     checkpoint["settings"] = dataclasses.asdict(settings)
     checkpoint["device"] = str(device)
     log.info("best epoch %d, validation mean silhouette %.4f", checkpoint["epoch"], checkpoint["val_silhouette"])
     if checkpoint["epoch"] == 0:
-        log.warning("no epoch improved on the untrained model, which is the one kept: see the loss and spread "
-                    "in %s (a collapse, too few pairs per batch, or a learning rate too high)", args.history)
+        log.warning(
+            "no epoch improved on the untrained model, which is the one kept: see the loss and spread "
+            "in %s (a collapse, too few pairs per batch, or a learning rate too high)",
+            args.history,
+        )
     write_csv(history, args.history)
     with atomic_path(args.out) as tmp:
         torch.save(checkpoint, tmp)

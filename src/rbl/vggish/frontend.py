@@ -86,8 +86,10 @@ def frame_pieces(blocks: Iterable[np.ndarray], piece_frames: int, unit: int = 1)
     Memory holds one piece and one block, whatever the clip's length.
     """
     if unit not in (1, EXAMPLE_FRAMES) or piece_frames <= 0 or piece_frames % unit:
-        raise ValueError(f"unit must be 1 or {EXAMPLE_FRAMES} and divide piece_frames > 0, "
-                         f"got unit {unit}, piece_frames {piece_frames}")
+        raise ValueError(
+            f"unit must be 1 or {EXAMPLE_FRAMES} and divide piece_frames > 0, "
+            f"got unit {unit}, piece_frames {piece_frames}"
+        )
     span, step = HOP_SAMPLES * piece_frames + FRAME_OVERLAP, HOP_SAMPLES * piece_frames
     held: list[np.ndarray] = []
     size, whole = 0, True
@@ -99,7 +101,7 @@ def frame_pieces(blocks: Iterable[np.ndarray], piece_frames: int, unit: int = 1)
         joined = np.concatenate(held)
         start = 0
         while len(joined) - start >= span:
-            yield joined[start:start + span], piece_frames
+            yield joined[start : start + span], piece_frames
             start += step
             whole = False
         held, size = [joined[start:].copy()], len(joined) - start
@@ -135,8 +137,9 @@ class LogMelFrontend(torch.nn.Module):
         window = periodic_hann(dtype=dtype)
         self.register_buffer("window", window, persistent=False)
         # The window over a whole FFT length: zero past 400 samples, which is rfft's zero padding.
-        self.register_buffer("fft_window", torch.nn.functional.pad(window, (0, FFT_LENGTH - WINDOW_SAMPLES)),
-                             persistent=False)
+        self.register_buffer(
+            "fft_window", torch.nn.functional.pad(window, (0, FFT_LENGTH - WINDOW_SAMPLES)), persistent=False
+        )
         self.register_buffer("mel", mel_matrix(dtype=dtype), persistent=False)
 
     def frames_to_logmel(self, frames: Tensor) -> Tensor:
@@ -164,7 +167,7 @@ class LogMelFrontend(torch.nn.Module):
         keep, offset = [], 0
         for wave, k, stretch in zip(waveforms, frames, stretches):
             used = min(wave.shape[0], HOP_SAMPLES * (k - 1) + WINDOW_SAMPLES)
-            buffer[offset:offset + used] = wave[:used]
+            buffer[offset : offset + used] = wave[:used]
             keep.append(torch.arange(offset // HOP_SAMPLES, offset // HOP_SAMPLES + k, device=buffer.device))
             offset += stretch
         windowed = buffer.unfold(0, FFT_LENGTH, HOP_SAMPLES) * self.fft_window

@@ -120,8 +120,9 @@ class VGGishExtractor(nn.Module):
     and the PCA and quantisation after it stay float32 (benchmarks/README.md shows the error).
     """
 
-    def __init__(self, vggish: VGGish, postprocessor: Postprocessor, cnn_batch: int | None = None,
-                 precision: str = "float32") -> None:
+    def __init__(
+        self, vggish: VGGish, postprocessor: Postprocessor, cnn_batch: int | None = None, precision: str = "float32"
+    ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -137,7 +138,7 @@ class VGGishExtractor(nn.Module):
         with torch.autocast(examples.device.type, dtype=dtype, enabled=dtype != torch.float32):
             if len(examples) <= step:
                 return self.vggish(examples).float()
-            return torch.cat([self.vggish(examples[k:k + step]).float() for k in range(0, len(examples), step)])
+            return torch.cat([self.vggish(examples[k : k + step]).float() for k in range(0, len(examples), step)])
 
     def forward(self, examples: Tensor) -> Tensor:
         return self.postprocessor(self.embed_raw(examples))

@@ -183,7 +183,8 @@ def find_or_fetch(weights_dir: Path, download: bool, verify: bool = True) -> tup
             f"VGGish weights missing from {weights_dir}: {names}. Get them from:\n"
             + "\n".join(f"  {url}" for _, url, _ in missing)
             + f"\nand put them in {weights_dir} (or set `features.vggish.weights_dir` to a folder that holds "
-            "them, or set `features.vggish.download: true` where the network allows). The `features.extractor: logmel` extractor needs no weights."
+            "them, or set `features.vggish.download: true` where the network allows). The "
+            "`features.extractor: logmel` extractor needs no weights."
         )
     for path, (_, url, prefix) in zip(paths, OFFICIAL_FILES):
         if not path.is_file():
@@ -282,8 +283,9 @@ def load_extractor(
         vggish = VGGish(final_relu=final_relu)
     vggish.load_state_dict(cnn, strict=True, assign=True)
     on_cpu = torch.device(device).type == "cpu"
-    extractor = VGGishExtractor(vggish, Postprocessor(pca), cnn_batch=CPU_CNN_BATCH if on_cpu else None,
-                                precision=precision).to(device)
+    extractor = VGGishExtractor(
+        vggish, Postprocessor(pca), cnn_batch=CPU_CNN_BATCH if on_cpu else None, precision=precision
+    ).to(device)
     if on_cpu:
         extractor.vggish.to(memory_format=torch.channels_last)
     return extractor.eval()
