@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from rbl.demo import generate
+from rbl.feature_settings import WEIGHT_FILES
 
 from runs import load_test_config, planned_rules, snakemake, write_config
 
@@ -135,3 +136,21 @@ def test_bad_config_names_the_key_in_a_few_lines(tmp_path):
     assert out.returncode != 0
     assert "key features: 'vggish' is a required property" in text or "key train.collapse_spread" in text, text
     assert "config.yaml" in text and len(text.splitlines()) <= 10, text
+
+
+def test_weights_put_in_place_rerun_extraction(user):
+    """extractor auto fell back to logmel (no weights, download off); weights put there later change
+    what auto chooses, so extraction is planned again, and only then."""
+    features = "results/user/features/auto.npy"
+    assert snakemake(user, features).returncode == 0
+    assert "Nothing to be done" in (lambda o: o.stdout + o.stderr)(snakemake(user, features, "-n"))
+    weights = user / "weights"
+    weights.mkdir(exist_ok=True)
+    for name, _ in WEIGHT_FILES:
+        (weights / name).write_bytes(b"weights of my own")
+    out = snakemake(user, features, "-n")
+    assert "rule extract" in out.stdout + out.stderr, out.stdout[-2000:]
+    for name, _ in WEIGHT_FILES:
+        (weights / name).unlink()
+    out = snakemake(user, features, "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr

@@ -295,3 +295,21 @@ def test_not_a_torch_file(tmp_path):
     with pytest.raises(InputError) as err:
         load_state_dicts(*paths)
     assert str(paths[0]) in str(err.value)
+
+
+def test_weights_state_says_what_extraction_will_find(tmp_path, monkeypatch):
+    from rbl import fingerprint
+    from rbl.feature_settings import WEIGHT_FILES, weights_state
+
+    assert weights_state(tmp_path, download=True) == "published,published"  # to be fetched and verified
+    assert weights_state(tmp_path, download=False) == "absent,absent"
+    (cnn, cnn_prefix), (pca, _) = WEIGHT_FILES
+    (tmp_path / cnn).write_bytes(b"the published network")
+    fingerprint.record_digest(tmp_path / cnn, cnn_prefix + "0" * 56)  # a marker vouching for it
+    (tmp_path / pca).write_bytes(b"someone's own parameters")
+    own = hashlib.sha256(b"someone's own parameters").hexdigest()
+    assert weights_state(tmp_path, download=False) == f"published,{own}"
+    hashed = []
+    monkeypatch.setattr(fingerprint, "file_sha256", lambda p: hashed.append(p) or "f" * 64)
+    assert weights_state(tmp_path, download=False) == f"published,{own}"  # from the markers now
+    assert hashed == []

@@ -7,13 +7,17 @@ and `rbl extract` takes one flag per field (rbl.stages.options.add_settings).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 EXTRACTORS = ("auto", "vggish", "logmel")
 # Not an extractor: the dataset's own vectors (dataset.features_dir), read by the extract stage.
 PRECOMPUTED = "precomputed"
 ON_ERROR = ("stop", "skip")
 PRECISIONS = ("float32", "bfloat16", "float16")
+# The published VGGish weight files (torchvggish's release) and the sha256 prefix each name carries.
+WEIGHT_FILES = (("vggish-10086976.pth", "10086976"), ("vggish_pca_params-970ea276.pth", "970ea276"))
 
 
 def _setting(default, config: str, help: str, choices: tuple | None = None):
@@ -58,3 +62,25 @@ class ExtractSettings:
         "the VGGish CNN's arithmetic (autocast); frontend and PCA stay float32",
         PRECISIONS,
     )
+
+
+def weights_state(weights_dir: str | os.PathLike, download: bool) -> str:
+    """What the extract stage will find in the weights folder, for a rule's params: weights put
+    there, replaced or removed rerun extraction (with `auto` they decide the extractor); a first
+    download does not. Each file is `published` when present with the published digest, or absent
+    with download on (it will be fetched and verified); else its digest, or `absent`. Digests come
+    from the `.sha256` markers beside the files, or are hashed and recorded once."""
+    from rbl.fingerprint import file_sha256, record_digest, recorded_digest
+
+    parts = []
+    for name, prefix in WEIGHT_FILES:
+        path = Path(weights_dir, name)
+        if not path.is_file():
+            parts.append("published" if download else "absent")
+            continue
+        digest = recorded_digest(path)
+        if digest is None:
+            digest = file_sha256(path)
+            record_digest(path, digest)
+        parts.append("published" if digest.startswith(prefix) else digest)
+    return ",".join(parts)

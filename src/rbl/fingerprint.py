@@ -18,9 +18,10 @@ import csv
 import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 
-from rbl.atomic import atomic_path
+from rbl.atomic import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +113,32 @@ def state_digest(paths: list[str], digests: dict[str, str]) -> str:
     for path in paths:
         state.update(f"{path}\t{digests.get(path, 'missing')}\n".encode())
     return state.hexdigest()[:16]
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def record_digest(path: str | os.PathLike, hexdigest: str) -> None:
+    """Record a file's digest beside it (`<name>.sha256`), with the size and modification time the
+    file had when hashed; a read-only folder just means hashing again next time."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+        write_text(_marker(path), f"{hexdigest} {stat.st_size} {stat.st_mtime_ns}\n")
+    except OSError:
+        pass
+
+
+def recorded_digest(path: str | os.PathLike) -> str | None:
+    """The digest in the file's marker if it was recorded for the file as it is now (same size and
+    modification time to the nanosecond, as make and Snakemake judge files), else None."""
+    path = Path(path)
+    try:
+        digest, size, mtime_ns = _marker(path).read_text(encoding="utf-8").split()
+        stat = path.stat()
+        if int(size) == stat.st_size and int(mtime_ns) == stat.st_mtime_ns and re.fullmatch("[0-9a-f]{64}", digest):
+            return digest
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass
+    return None

@@ -16,7 +16,7 @@ SRC = Path(workflow.basedir, "src", "rbl")
 sys.path.insert(0, str(SRC.parent))
 from rbl import codehash, fingerprint
 from rbl.data import EVAL_SPLITS, annotated_paths
-from rbl.feature_settings import ExtractSettings
+from rbl.feature_settings import ExtractSettings, weights_state
 from rbl.errors import InputError
 
 
@@ -167,6 +167,15 @@ def extractor_args():
     if not PRECOMPUTED:
         args += ["--cache-dir", config["features"]["cache_dir"]]
     return shlex.join(args)
+
+
+def weights_params():
+    """The VGGish weights extraction will find (rbl.feature_settings.weights_state), a param of
+    extract: weights put in place later rerun an `auto` run that fell back to logmel."""
+    if EXTRACTOR not in ("auto", "vggish"):
+        return "not used"
+    vggish = config["features"]["vggish"]
+    return weights_state(vggish["weights_dir"], vggish["download"])
 
 
 def embed_inputs(wildcards):

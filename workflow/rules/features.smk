@@ -17,6 +17,7 @@ rule extract:
         gpu=FEATURES["gpus"],
     params:
         settings=extractor_args(),
+        weights=weights_params(),
         shards=SHARDS,
         code=code_version("extract"),
     shell:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import re
 import sys
 import urllib.error
 import urllib.request
@@ -20,8 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rbl.atomic import atomic_path, write_text
+from rbl.atomic import atomic_path
 from rbl.errors import InputError
+from rbl.feature_settings import WEIGHT_FILES
+from rbl.fingerprint import file_sha256, record_digest, recorded_digest
 from rbl.vggish.model import (
     CPU_CNN_BATCH,
     PCA_SHAPES,
@@ -32,12 +33,9 @@ from rbl.vggish.model import (
 )
 
 RELEASE_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1"
-CNN_FILENAME = "vggish-10086976.pth"
-PCA_FILENAME = "vggish_pca_params-970ea276.pth"
+(CNN_FILENAME, CNN_SHA256_PREFIX), (PCA_FILENAME, PCA_SHA256_PREFIX) = WEIGHT_FILES
 CNN_URL = f"{RELEASE_URL}/{CNN_FILENAME}"
 PCA_URL = f"{RELEASE_URL}/{PCA_FILENAME}"
-CNN_SHA256_PREFIX = "10086976"
-PCA_SHA256_PREFIX = "970ea276"
 
 # (file name, URL, sha256 prefix) of each official file.
 OFFICIAL_FILES: tuple[tuple[str, str, str], ...] = (
@@ -97,42 +95,11 @@ def download(url: str, dest: Path, sha256_prefix: str, timeout: float = 30) -> P
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _marker(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _write_marker(path: Path, hexdigest: str) -> None:
-    """Record a file's digest beside it, with the size and modification time the file had when hashed;
-    a read-only folder just means rehashing next time."""
-    try:
-        stat = path.stat()
-        write_text(_marker(path), f"{hexdigest} {stat.st_size} {stat.st_mtime_ns}\n")
-    except OSError:
-        pass
-
-
-def _recorded_digest(path: Path) -> str | None:
-    """The digest in the file's marker if it was recorded for the file as it is now (same size and
-    modification time to the nanosecond, as make and Snakemake judge files), else None."""
-    try:
-        digest, size, mtime_ns = _marker(path).read_text(encoding="utf-8").split()
-        stat = path.stat()
-        if int(size) == stat.st_size and int(mtime_ns) == stat.st_mtime_ns and re.fullmatch("[0-9a-f]{64}", digest):
-            return digest
-    except (OSError, ValueError, UnicodeDecodeError):
-        pass
-    return None
+    return file_sha256(path)
 
 
 def _marker_vouches(path: Path, sha256_prefix: str) -> bool:
-    digest = _recorded_digest(path)
+    digest = recorded_digest(path)
     return digest is not None and digest.startswith(sha256_prefix)
 
 
@@ -145,11 +112,11 @@ def file_digest(path: Path) -> str:
     prefix, so a marker written here never vouches for a file that is not the published one.
     """
     path = Path(path)
-    recorded = _recorded_digest(path)
+    recorded = recorded_digest(path)
     if recorded is not None:
         return recorded
     hexdigest = _sha256(path)
-    _write_marker(path, hexdigest)
+    record_digest(path, hexdigest)
     return hexdigest
 
 
@@ -164,7 +131,7 @@ def _verify(path: Path, url: str, sha256_prefix: str) -> None:
             f"{sha256_prefix}: it is corrupt or not the published file. Delete it and download it again "
             f"from {url} (or let the pipeline download it)."
         )
-    _write_marker(path, hexdigest)
+    record_digest(path, hexdigest)
 
 
 def find_or_fetch(weights_dir: Path, download: bool, verify: bool = True) -> tuple[Path, Path]:
@@ -188,7 +155,7 @@ def find_or_fetch(weights_dir: Path, download: bool, verify: bool = True) -> tup
         )
     for path, (_, url, prefix) in zip(paths, OFFICIAL_FILES):
         if not path.is_file():
-            _write_marker(path, _fetch(url, path, prefix, timeout=30))
+            record_digest(path, _fetch(url, path, prefix, timeout=30))
         elif verify:
             _verify(path, url, prefix)
     return paths[0], paths[1]
