@@ -155,8 +155,9 @@ def whole_clip(path: str):
 def part_long_baseline(paths: list[str], weights_dir: str) -> dict:
     import numpy as np
     import torch
+    from whole_clip import clip_examples
 
-    from rbl.vggish import clip_examples, load_extractor
+    from rbl.vggish import load_extractor
 
     before = current_rss()
     sampler = Sampler()

@@ -40,10 +40,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from whole_clip import clip_examples  # noqa: E402
+
 from rbl import audio  # noqa: E402
 from rbl.features import ExtractSettings, extract  # noqa: E402
 from rbl.fingerprint import file_sha256  # noqa: E402
-from rbl.vggish import clip_examples, load_extractor  # noqa: E402
+from rbl.vggish import load_extractor  # noqa: E402
 
 import synthetic  # noqa: E402
 import torchvggish_style  # noqa: E402

@@ -7,8 +7,6 @@ from rbl.vggish.frontend import (
     N_MELS,
     SAMPLE_RATE,
     LogMelFrontend,
-    clip_examples,
-    clip_logmel_stats,
     mel_matrix,
 )
 from rbl.vggish.model import (
@@ -50,8 +48,6 @@ __all__ = [
     "Postprocessor",
     "VGGish",
     "VGGishExtractor",
-    "clip_examples",
-    "clip_logmel_stats",
     "download",
     "find_or_fetch",
     "load_extractor",

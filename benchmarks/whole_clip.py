@@ -1,0 +1,55 @@
+"""The whole-clip VGGish frontend path: every clip framed in one frontend call, then pooled.
+
+Extraction used this until it went through pieces of bounded size (rbl.features, rbl.vggish.frontend
+`frame_pieces` / `pieces_logmel`), because a whole hour-long clip needs gigabytes of frames. It stays
+here, outside the package, as the reference the piecewise path must equal
+(tests/test_extract_chunked.py, tests/test_vggish_frontend.py) and as the baseline of
+benchmarks/extract_memory.py and extract_speed.py.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rbl.vggish.frontend import EXAMPLE_FRAMES, N_MELS, _check_1d, _frontend_like, examples_in, frames_in
+
+
+def _clip_index(counts: list[int], device: torch.device) -> Tensor:
+    return torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
+
+
+def clip_examples(waveforms: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """VGGish examples of many clips in one frontend call: (M, 96, 64) and the clip index (M,) of each.
+
+    Clip slices start every 15360 samples (96 hops, the published 0.96 s example hop) and span 15600
+    samples; a clip shorter than that is zero-padded to yield exactly one example. Example j of a
+    clip is frames 96j..96j+95 of the whole clip, so the clip is framed once.
+    """
+    if not waveforms:
+        return torch.zeros(0, EXAMPLE_FRAMES, N_MELS), torch.zeros(0, dtype=torch.long)
+    _check_1d(waveforms)
+    counts = [examples_in(w.shape[0]) for w in waveforms]
+    frontend = _frontend_like(waveforms)
+    logmel = frontend.clip_logmel(waveforms, [EXAMPLE_FRAMES * n for n in counts])
+    return logmel.view(-1, EXAMPLE_FRAMES, N_MELS), _clip_index(counts, frontend.window.device)
+
+
+def clip_logmel_stats(waveforms: list[Tensor]) -> Tensor:
+    """Weightless clip features (B, 128): per clip, mean then population std of all its log-mel frames.
+
+    Clips shorter than one example are zero-padded to 15600 samples as in `clip_examples`. All frames of
+    all clips go through one frontend call; per-clip sums use index_add.
+    """
+    if not waveforms:
+        return torch.zeros(0, 2 * N_MELS)
+    _check_1d(waveforms)
+    frontend = _frontend_like(waveforms)
+    counts = [frames_in(w.shape[0]) for w in waveforms]
+    logmel = frontend.clip_logmel(waveforms, counts)
+    clip_index = _clip_index(counts, frontend.window.device)
+    n = torch.tensor(counts, device=logmel.device, dtype=logmel.dtype)[:, None]
+    zeros = logmel.new_zeros(len(waveforms), N_MELS)
+    mean = zeros.index_add(0, clip_index, logmel) / n
+    var = zeros.index_add(0, clip_index, (logmel - mean[clip_index]) ** 2) / n
+    return torch.cat([mean, var.sqrt()], dim=1)
