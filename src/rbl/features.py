@@ -80,9 +80,10 @@ class Cache:
 
     An entry `<sha256[:2]>/<sha256>.vec` is ENTRY_SIZE bytes: a magic, the audio digest, the vector
     (128 little-endian float32) and `check`, a sha256 of digest and vector. Raw bytes, not an .npz:
-    a rerun reads every entry of the dataset, and an .npz took 0.4 ms to open (4 s at 10,000
-    clips) against 0.02 ms. A read that fails in any way (missing, truncated, another format,
-    NaN, another clip's entry, checksum mismatch) returns None: the clip is recomputed.
+    a rerun reads every entry of the dataset, and opening an .npz cost twenty times the read
+    (benchmarks/README.md, "Measurements behind the code"). A read that fails in any way (missing,
+    truncated, another format, NaN, another clip's entry, checksum mismatch) returns None: the
+    clip is recomputed.
     Temporary files of interrupted writes start with '.', so no reader takes them for entries.
     """
 
@@ -97,8 +98,7 @@ class Cache:
         return self.dir / digest[:2] / f"{digest}.vec"
 
     def get(self, digest: str) -> np.ndarray | None:
-        # A string path and open(): pathlib's objects cost more than the read (1.7 s of 5.5 s for
-        # 50,000 entries).
+        # A string path and open(): pathlib's objects cost a third of the read (benchmarks/README.md).
         path = f"{self._dir}/{digest[:2]}/{digest}.vec"
         try:
             with open(path, "rb") as handle:
