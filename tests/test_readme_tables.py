@@ -28,9 +28,11 @@ def test_committed_readme_matches_the_committed_summaries(capsys):
 
 
 def _setup(tmp_path, readme_text):
+    """A README and tables folder holding a frozen demo summary (tests/data/demo_summary.csv, an
+    earlier demo run), so the expected rows below do not change with the committed results."""
     tables = tmp_path / "tables"
     (tables / "demo").mkdir(parents=True)
-    shutil.copy(REPO / "docs/results/demo/summary.csv", tables / "demo/summary.csv")
+    shutil.copy(REPO / "tests/data/demo_summary.csv", tables / "demo/summary.csv")
     readme = tmp_path / "README.md"
     readme.write_text(readme_text)
     return readme, tables
