@@ -208,3 +208,26 @@ def test_out_dim_auto_is_resolved_and_a_number_kept():
 
     assert resolve_out_dim(TrainSettings(), 20, 128).out_dim == embedding_size(20, 128)
     assert resolve_out_dim(TrainSettings(out_dim=5), 20, 128).out_dim == 5
+
+
+def test_the_workflow_passes_every_training_setting_from_the_config(tmp_path):
+    """Dry run: each train command parses back into the TrainSettings its experiment describes, an
+    empty list included (`hidden: []` is the paper's linear model, not the command's default)."""
+    config = load_test_config()
+    config["seeds"] = [0]
+    config["experiments"] = {
+        "Linear": {"loss": "rank", "hidden": [], "out_dim": 3, "margins": [], "lr": 0.02, "max_epochs": 7},
+        "Deep": {"loss": "quadruplet", "hidden": [16, 8], "margins": [0.1, 0.3], "sampler": "random"},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(tmp_path, "-n", "-p", "--cores", "1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Shell command: rbl train")]
+    parsed = {}
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line.removeprefix("Shell command: rbl ").split(" 2> ")[0]))
+        parsed[args.out.split("/")[-3]] = settings_from(args, TrainSettings)
+    linear, deep = parsed["Linear"], parsed["Deep"]
+    assert linear.hidden == () and linear.out_dim == 3 and linear.lr == 0.02 and linear.max_epochs == 7
+    assert deep.hidden == (16, 8) and deep.margins == (0.1, 0.3) and deep.sampler == "random"
+    assert deep.loss == "quadruplet"

@@ -100,7 +100,9 @@ def train_flags(name):
     for key, value in experiment(name).items():
         flag = f"--{key.replace('_', '-')}"
         if isinstance(value, list):
-            args += [flag, *map(str, value)] if value else []
+            # an empty list is passed too (`--hidden` alone: no hidden layer), never left to the
+            # command's default, which is another value
+            args += [flag, *map(str, value)]
         else:
             args += [flag, str(value)]
     return shlex.join(args)
