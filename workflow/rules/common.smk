@@ -1,12 +1,10 @@
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import shlex
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -16,8 +14,8 @@ SRC = Path(workflow.basedir, "src", "rbl")
 sys.path.insert(0, str(SRC.parent))
 from rbl import codehash, fingerprint
 from rbl.data import EVAL_SPLITS, annotated_paths
-from rbl.feature_settings import ExtractSettings, weights_state
 from rbl.errors import InputError
+from rbl.feature_settings import ExtractSettings, weights_state
 
 
 def non_finite(value, key=""):
