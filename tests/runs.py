@@ -15,6 +15,20 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "workflow/profiles/default"
+# As root (tests in containers), file permissions apply only without these capabilities: a prefix
+# for commands whose permission errors a test checks.
+NO_OVERRIDE = (
+    (
+        "setpriv",
+        "--bounding-set",
+        "-dac_override,-dac_read_search",
+        "--inh-caps",
+        "-dac_override,-dac_read_search",
+        "--",
+    )
+    if os.geteuid() == 0
+    else ()
+)
 
 
 def load_test_config(name: str = "config.yaml") -> dict:
@@ -97,3 +111,16 @@ def kill_when(
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+def logmel_extract_args(
+    manifest: Path, cache: Path, out: Path | str, *extra, batch_clips: int = 4, workers: int = 1
+) -> list[str]:
+    """`rbl extract` arguments: the weightless logmel extractor on the CPU, features to out.npy and
+    the record to out.json; `extra` appended (e.g. --shard, --on-error)."""
+    return [
+        "--quiet", "extract", "--manifest", str(manifest), "--extractor", "logmel", "--weights-dir", "none",
+        "--download", "false", "--final-relu", "true", "--verify", "true", "--batch-clips", str(batch_clips),
+        "--workers", str(workers), "--device", "cpu", "--cache-dir", str(cache), "--out", f"{out}.npy",
+        "--info", f"{out}.json", *map(str, extra),
+    ]  # fmt: skip

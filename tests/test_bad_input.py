@@ -27,6 +27,8 @@ from rbl.evaluation import evaluate_embeddings
 from rbl.experiment import TrainSettings
 from rbl.train import fit
 
+from runs import NO_OVERRIDE, logmel_extract_args, snakemake
+
 REPO = Path(__file__).resolve().parents[1]
 RATE = 16000
 TAXONOMY = pd.DataFrame({"family": ["A", "A", "B", "B"], "kind": ["a1", "a2", "b1", "b2"]})
@@ -119,39 +121,19 @@ def ingest(io, folder: Path, annotations: str = "annotations.csv", taxonomy: str
 
 
 def extract(io, folder: Path, cache: Path, out: str = "feats", on_error: str = "stop", *extra):
-    return run(
-        io,
-        "extract",
-        "--manifest",
+    args = logmel_extract_args(
         folder / "manifest.csv",
-        "--extractor",
-        "logmel",
-        "--weights-dir",
-        "none",
-        "--download",
-        "false",
-        "--final-relu",
-        "true",
-        "--verify",
-        "true",
-        "--batch-clips",
-        "8",
-        "--workers",
-        "2",
-        "--device",
-        "cpu",
-        "--cache-dir",
         cache,
-        "--out",
-        folder / f"{out}.npy",
-        "--info",
-        folder / f"{out}.json",
+        folder / out,
         "--on-error",
         on_error,
         "--skipped",
         folder / f"{out}.skipped.csv",
         *extra,
+        batch_clips=8,
+        workers=2,
     )
+    return run(io, *args[1:])  # run() adds --quiet
 
 
 def split(io, folder: Path, unseen: int = 1, skipped: str | Path = "", fractions="train=0.6,val=0.2,test_seen=0.2"):
@@ -429,21 +411,9 @@ def _ingest_without_override(folder: Path) -> subprocess.CompletedProcess:
     """The ingest stage in a process that file permissions apply to: as root (tests in containers),
     without the capabilities that let root read any file."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    drop = (
-        [
-            "setpriv",
-            "--bounding-set",
-            "-dac_override,-dac_read_search",
-            "--inh-caps",
-            "-dac_override,-dac_read_search",
-            "--",
-        ]
-        if os.geteuid() == 0
-        else []
-    )
     return subprocess.run(
         [
-            *drop,
+            *NO_OVERRIDE,
             sys.executable,
             "-m",
             "rbl.cli",
@@ -1048,27 +1018,7 @@ def _workflow(workdir: Path, on_error: str, *targets: str) -> subprocess.Complet
         "experiments": {"InitEmb": {"loss": "none"}},
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--cores",
-            "2",
-            *targets,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+    return snakemake(workdir, *targets)
 
 
 def test_workflow_stops_on_an_undecodable_clip_by_default(tmp_path):

@@ -12,6 +12,7 @@ from rbl.cli import main
 from rbl.demo import generate
 from rbl.vggish.weights import CNN_FILENAME, PCA_FILENAME
 
+from runs import logmel_extract_args
 from test_vggish_model import random_pca, random_state_dict
 
 
@@ -107,39 +108,8 @@ def test_features_do_not_depend_on_the_batch_size(ingested):
     rows = {}
     for batch in ("1", "5", "24"):
         out = ingested / f"batch{batch}"
-        assert (
-            main(
-                [
-                    "--quiet",
-                    "extract",
-                    "--manifest",
-                    str(manifest),
-                    "--extractor",
-                    "logmel",
-                    "--weights-dir",
-                    "none",
-                    "--download",
-                    "false",
-                    "--final-relu",
-                    "true",
-                    "--verify",
-                    "true",
-                    "--batch-clips",
-                    batch,
-                    "--workers",
-                    "2",
-                    "--device",
-                    "cpu",
-                    "--cache-dir",
-                    str(ingested / f"cache_batch{batch}"),
-                    "--out",
-                    f"{out}.npy",
-                    "--info",
-                    f"{out}.json",
-                ]
-            )
-            == 0
-        )
+        args = logmel_extract_args(manifest, ingested / f"cache_batch{batch}", out, batch_clips=batch, workers=2)
+        assert main(args) == 0
         rows[batch] = np.load(f"{out}.npy")
     for batch in ("5", "24"):  # batched frontends may differ in float32 rounding, nothing more
         np.testing.assert_allclose(rows[batch], rows["1"], rtol=1e-5, atol=1e-5)
@@ -210,40 +180,7 @@ def test_sharded_extraction_gathers_to_the_unsharded_result(ingested):
     for k in range(3):
         out = ingested / f"part{k}"
         args = ["--shard", str(k), "--shards", "3"]
-        assert (
-            main(
-                [
-                    "--quiet",
-                    "extract",
-                    "--manifest",
-                    str(manifest),
-                    "--extractor",
-                    "logmel",
-                    "--weights-dir",
-                    "none",
-                    "--download",
-                    "false",
-                    "--final-relu",
-                    "true",
-                    "--verify",
-                    "true",
-                    "--batch-clips",
-                    "4",
-                    "--workers",
-                    "1",
-                    "--device",
-                    "cpu",
-                    "--cache-dir",
-                    str(ingested / "cache2"),
-                    "--out",
-                    f"{out}.npy",
-                    "--info",
-                    f"{out}.json",
-                    *args,
-                ]
-            )
-            == 0
-        )
+        assert main(logmel_extract_args(manifest, ingested / "cache2", out, *args)) == 0
         parts.append(out)
     assert (
         main(

@@ -1,8 +1,6 @@
 """The config schema: the default config is valid, mistakes are named, defaults live in one place."""
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -10,6 +8,8 @@ import pytest
 import yaml
 
 from rbl.experiment import TrainSettings
+
+from runs import snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -56,21 +56,6 @@ def test_workflow_refuses_bad_config_naming_the_key(tmp_path, edit, message):
     config = yaml.safe_load(yaml.safe_dump(DEFAULT))
     edit(config)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(tmp_path),
-            "--configfile",
-            str(tmp_path / "config.yaml"),
-            "-n",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    out = snakemake(tmp_path, "-n")
     assert out.returncode != 0
     assert message in out.stderr + out.stdout

@@ -5,7 +5,6 @@ nan/inf; the documented commands load the profile that shows a failed job's log 
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from pathlib import Path
@@ -14,26 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from runs import REPO, load_test_config, snakemake
+from runs import NO_OVERRIDE, REPO, load_test_config, snakemake
 
 # Spaces, both quotes, command substitution both ways, a command separator, a glob, a backslash.
 HOSTILE = "a b'c\"d $(touch pwned1) `touch pwned2`;touch pwned3 & * \\x"
 PWNED = {"pwned1", "pwned2", "pwned3"}
-
-
-# As root (tests in containers), file permissions apply only without these capabilities.
-NO_OVERRIDE = (
-    [
-        "setpriv",
-        "--bounding-set",
-        "-dac_override,-dac_read_search",
-        "--inh-caps",
-        "-dac_override,-dac_read_search",
-        "--",
-    ]
-    if os.geteuid() == 0
-    else []
-)
 
 
 def demo_config(data: str, cache: str, weights: str, experiments: dict | None = None) -> dict:
@@ -218,7 +202,7 @@ def test_a_failed_job_shows_its_message_on_the_console(tmp_path, case):
         message = "error: data/taxonomy.csv: level 'group' is a reserved name"
     else:
         (data / "annotations.csv").chmod(0)
-        prefix = tuple(NO_OVERRIDE)
+        prefix = NO_OVERRIDE
         message = "error: data/annotations.csv: cannot be read (Permission denied)"
     try:
         out = snakemake(tmp_path, "results/mini/manifest.csv", profile=True, prefix=prefix)

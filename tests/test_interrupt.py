@@ -23,7 +23,7 @@ from rbl.atomic import atomic_path
 from rbl.cli import main
 from rbl.features import ENTRY_SIZE, STALE_TMP_SECONDS, Cache
 
-from runs import kill_when, rbl_process
+from runs import kill_when, logmel_extract_args, rbl_process
 
 RATE = 16000
 N_CLIPS = 300
@@ -67,34 +67,7 @@ def write_clips(folder: Path, n: int, seconds: float = 0.05) -> Path:
 
 
 def extract_args(folder: Path, cache: Path, out: str) -> list[str]:
-    return [
-        "--quiet",
-        "extract",
-        "--manifest",
-        str(folder / "manifest.csv"),
-        "--extractor",
-        "logmel",
-        "--weights-dir",
-        "none",
-        "--download",
-        "false",
-        "--final-relu",
-        "true",
-        "--verify",
-        "true",
-        "--batch-clips",
-        "4",
-        "--workers",
-        "1",
-        "--device",
-        "cpu",
-        "--cache-dir",
-        str(cache),
-        "--out",
-        str(folder / f"{out}.npy"),
-        "--info",
-        str(folder / f"{out}.json"),
-    ]
+    return logmel_extract_args(folder / "manifest.csv", cache, folder / out)
 
 
 def entries(cache: Path) -> list[Path]:
