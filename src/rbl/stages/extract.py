@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from rbl.errors import InputError
@@ -26,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rbl.device import resolve_device
-    from rbl.features import extract, precomputed_features
+    # No torch here: rbl.extraction imports it (rbl.features) only for clips the cache lacks.
+    from rbl.extraction import extract, precomputed_features
     from rbl.shards import shard_rows
 
     settings = settings_from(args, ExtractSettings)
@@ -39,7 +38,6 @@ def run(args: argparse.Namespace) -> None:
     else:
         if not args.cache_dir:
             raise InputError("extract: --cache-dir is needed to compute features (features.cache_dir)")
-        settings = dataclasses.replace(settings, device=str(resolve_device(settings.device)))
         feats, info = extract(paths, digests, settings, Path(args.cache_dir), progress=not args.quiet)
     # Name skipped clips as the manifest does (its 'file'), for skipped.csv and the split stage.
     files = list(manifest["file"].iloc[rows])
