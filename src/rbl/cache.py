@@ -43,6 +43,7 @@ FEATURE_CODE = "rbl.features"
 # the margin keeps clear of concurrent extraction jobs writing into the same cache).
 STALE_TMP_SECONDS = 3600
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_FOLDER_FLAGS = _READ_FLAGS | getattr(os, "O_DIRECTORY", 0)
 
 
 def _checksum(vec: np.ndarray, digest: str) -> str:
@@ -53,14 +54,15 @@ def _entry(vec: np.ndarray, digest: str) -> bytes:
     return ENTRY_MAGIC + bytes.fromhex(digest) + vec.astype("<f4").tobytes() + bytes.fromhex(_checksum(vec, digest))
 
 
-def _read(path: str) -> bytes | None:
+def _read(name: str, folder: int | None = None) -> bytes | None:
     """The bytes of an entry file (at most one more than an entry holds), or None if absent.
 
     os.open/os.read rather than open(): no file object, no buffer, three system calls; a rerun
     reads every entry of the dataset (benchmarks/README.md, "Measurements behind the code").
+    `folder`: an open descriptor of the entry's folder, `name` relative to it.
     """
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(name, _READ_FLAGS, dir_fd=folder)
     except FileNotFoundError:
         return None
     try:
@@ -116,22 +118,39 @@ class Cache:
         sha256 call. A row that fails any check is left as it was and returned.
         """
         todo, found, blobs = [], [], []
-        for i, digest in enumerate(digests):
-            path = self._file(digest)
-            try:
-                data = _read(path)
-            except OSError as err:
-                self._unreadable(path, err)
-                todo.append(i)
-                continue
-            if data is None:
-                todo.append(i)
-            elif len(data) != ENTRY_SIZE:
-                self._failed(path)
-                todo.append(i)
-            else:
-                found.append(i)
-                blobs.append(data)
+        # Entries are opened relative to their folder (one path component for the kernel to look
+        # up, not the whole path), where the platform allows.
+        folders: dict[str, int | None] = {}
+        relative = os.open in os.supports_dir_fd
+        try:
+            for i, digest in enumerate(digests):
+                folder = None
+                if relative:
+                    sub = digest[:2]
+                    folder = folders.get(sub, -1)
+                    if folder == -1:
+                        try:
+                            folder = folders[sub] = os.open(f"{self._dir}/{sub}", _FOLDER_FLAGS)
+                        except OSError:  # absent (entries missing), or else read by their whole path
+                            folder = folders[sub] = None
+                try:
+                    data = _read(f"{digest}.vec", folder) if folder is not None else _read(self._file(digest))
+                except OSError as err:
+                    self._unreadable(self._file(digest), err)
+                    todo.append(i)
+                    continue
+                if data is None:
+                    todo.append(i)
+                elif len(data) != ENTRY_SIZE:
+                    self._failed(self._file(digest))
+                    todo.append(i)
+                else:
+                    found.append(i)
+                    blobs.append(data)
+        finally:
+            for fd in folders.values():
+                if fd is not None:
+                    os.close(fd)
         if not found:
             return todo
         raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(found), ENTRY_SIZE)
