@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from stat import S_ISREG
 
-from rbl.atomic import atomic_path, write_text
+from rbl.atomic import atomic_path, plain_csv, write_text
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,16 @@ def read_table(path: str | os.PathLike) -> Table:
 
 def write_table(path: str | os.PathLike, table: Table) -> None:
     """Write the table atomically (sorted by path, so identical content gives identical bytes)."""
+    names = sorted(table)
+    rows = [table[name] for name in names]
+    text = plain_csv(list(COLUMNS), [names, [sig for sig, _ in rows], [digest for _, digest in rows]])
+    if text is not None:
+        write_text(path, text)
+        return
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
-        for name in sorted(table):
-            sig, digest = table[name]
-            writer.writerow([name, sig, digest])
+        writer.writerows([name, *row] for name, row in zip(names, rows))
 
 
 def content_hashes(

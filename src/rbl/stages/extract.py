@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> None:
     from rbl.shards import shard_rows
 
     settings = settings_from(args, ExtractSettings)
-    manifest = read_table(args.manifest)
+    manifest = read_table(args.manifest, ["file", "path", "sha256"])
     rows = shard_rows(len(manifest), args.shard, args.shards)
     paths, digests = list(manifest["path"].iloc[rows]), list(manifest["sha256"].iloc[rows])
     if settings.extractor == PRECOMPUTED:
