@@ -222,9 +222,11 @@ def key_settings(name: str, settings) -> dict:
     return key
 
 
-def open_cache(name: str, settings, cache_root: Path) -> Cache:
-    """The cache of this extractor and settings under cache_root, described and cleaned of old temporaries."""
+def open_cache(name: str, settings, cache_root: Path, sweep: bool = True) -> Cache:
+    """The cache of this extractor and settings under cache_root, described, and with `sweep`
+    cleaned of old temporaries (one shard of an extraction does it: it lists the whole cache)."""
     cache = Cache(cache_root, key_settings(name, settings))
     cache.describe()
-    cache.remove_stale_temporaries()
+    if sweep:
+        cache.remove_stale_temporaries()
     return cache

@@ -172,13 +172,19 @@ def precomputed_features(paths: list[str], on_error: str = "stop") -> tuple[np.n
 
 
 def extract(
-    paths: list[str], digests: list[str], settings: ExtractSettings, cache_root: Path, progress: bool = True
+    paths: list[str],
+    digests: list[str],
+    settings: ExtractSettings,
+    cache_root: Path,
+    progress: bool = True,
+    sweep: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """(N, 128) features of the files, in order, and a record of what was done.
 
     Clips in the cache are read from it; the others are computed by rbl.features (torch, imported
     only then) on `settings.device` ("auto" resolved then: the record's settings say the device
-    that computed, or the configured one when nothing was computed).
+    that computed, or the configured one when nothing was computed). `sweep`: also remove the
+    temporaries of interrupted cache writes (rbl.cache.Cache.remove_stale_temporaries).
 
     A clip that cannot be decoded raises InputError (on_error "stop") or is skipped (on_error
     "skip"): its row is NaN and `info["skipped_clips"]` lists {"row", "path", "reason"}.
@@ -190,7 +196,7 @@ def extract(
     name, reason = choose_extractor(settings)
     banner = f"FEATURE EXTRACTOR: {name} ({reason})"
     log.warning(banner) if name != settings.extractor else log.info(banner)
-    cache = open_cache(name, settings, cache_root)
+    cache = open_cache(name, settings, cache_root, sweep)
     out = np.zeros((len(paths), DIM), dtype=np.float32)
     todo = cache.read(digests, out)
     # Identical audio under two names is computed once.

@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> None:
     else:
         if not args.cache_dir:
             raise InputError("extract: --cache-dir is needed to compute features (features.cache_dir)")
-        feats, info = extract(paths, digests, settings, Path(args.cache_dir), progress=not args.quiet)
+        # The first shard sweeps the cache for temporaries of interrupted writes (one listing of
+        # the whole cache per extraction, not one per shard).
+        feats, info = extract(
+            paths, digests, settings, Path(args.cache_dir), progress=not args.quiet, sweep=args.shard == 0
+        )
     # Name skipped clips as the manifest does (its 'file'), for skipped.csv and the split stage.
     files = list(manifest["file"].iloc[rows])
     info["skipped_clips"] = [{"file": files[c["row"]], "reason": c["reason"]} for c in info["skipped_clips"]]
