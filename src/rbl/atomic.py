@@ -69,8 +69,8 @@ def plain_csv(header: list[str], columns: list[list]) -> str | None:
     """The CSV text csv.writer would write (lineterminator "\n") for string columns of two or more,
     when no cell needs quotes; else None (write it with csv.writer or pandas).
 
-    At 100,000 rows the csv module took 0.47 s for the clips' hash table (0.09 s joined here), and
-    pandas 0.33 s for the manifest (0.14 s) (benchmarks/README.md, "Measurements behind the code").
+    At 100,000 rows the csv module took 0.24 s for the clips' hash table (0.08 s joined here), and
+    pandas 0.35 s for the manifest (0.15 s) (benchmarks/README.md, "Measurements behind the code").
     """
     if len(header) < 2 or any(type(v) is not str for column in columns for v in column):
         return None  # (csv.writer writes a lone empty cell as "")

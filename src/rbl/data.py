@@ -82,7 +82,7 @@ def _refuse_control_characters(where: str, column: str, value: str) -> None:
 
 # How many files of one folder are checked for symlinks one by one (lstat) before the folder is
 # listed once instead: at 100,000 clips in a dozen folders, an lstat per file was a third of
-# resolving them (benchmarks/README.md, "Where the one-clip rerun's time goes").
+# resolving them (benchmarks/README.md, "Measurements behind the code").
 LIST_FOLDER_AFTER = 64
 _DRIVE = re.compile(r"[A-Za-z]:/")
 
