@@ -98,3 +98,48 @@ def test_csv_with_bom_reads_and_latin1_is_explained(tmp_path):
     bad.write_bytes("file,label\ncaf\xe9.wav,a1\n".encode("latin-1"))
     with pytest.raises(InputError, match="latin.csv: not UTF-8"):
         read_csv(bad)
+
+
+@pytest.fixture
+def busy(tmp_path):
+    """A folder with more files than the resolver checks one by one before listing it."""
+    from rbl.data import LIST_FOLDER_AFTER
+
+    audio = tmp_path / "busy"
+    audio.mkdir()
+    names = [f"c{i:03d}.wav" for i in range(LIST_FOLDER_AFTER + 10)]
+    for name in names:
+        (audio / name).write_bytes(b"RIFF" + name.encode())
+    return audio, names
+
+
+def test_symlinks_of_a_listed_folder_are_seen(busy, tmp_path):
+    """Past LIST_FOLDER_AFTER files a folder is listed once instead of an lstat per file: a link
+    late in the table is still the same file as its target, and one out of the root is refused."""
+    audio, names = busy
+    os.symlink(audio / names[0], audio / "zalias.wav")
+    with pytest.raises(InputError, match=f"'zalias.wav' \\(the same file as '{names[0]}'\\) is listed again"):
+        build_manifest(frame([[n, "a1"] for n in names] + [["zalias.wav", "a1"]]), TAX, audio, "ann.csv")
+    outside = tmp_path / "secret.wav"
+    outside.write_bytes(b"RIFF")
+    os.symlink(outside, audio / "zlink.wav")
+    with pytest.raises(InputError, match=f"line {len(names) + 2}: 'zlink.wav' points outside the root folder"):
+        build_manifest(frame([[n, "a1"] for n in names] + [["zlink.wav", "a1"]]), TAX, audio, "ann.csv")
+    os.symlink(audio / "loop.wav", audio / "loop.wav")
+    with pytest.raises(InputError, match="'loop.wav' cannot be resolved"):
+        build_manifest(frame([[n, "a1"] for n in names] + [["loop.wav", "a1"]]), TAX, audio, "ann.csv")
+
+
+def test_the_manifest_passes_on_each_clips_stat(busy):
+    audio, names = busy
+    stats: list = []
+    m = build_manifest(frame([[n, "a1"] for n in names]), TAX, audio, "ann.csv", stats=stats)
+    assert [(s.st_ino, s.st_size) for s in stats] == [(os.stat(p).st_ino, os.path.getsize(p)) for p in m["path"]]
+
+
+def test_unprintable_but_legal_names_pass(root):
+    (root / "a\u00a0b.wav").write_bytes(b"RIFF")  # a no-break space: not printable, no control character
+    (root / "1:").mkdir()
+    (root / "1:" / "x.wav").write_bytes(b"RIFF")  # ':/' after a digit: no drive letter
+    m = build_manifest(frame([["a\u00a0b.wav", "a1"], ["1:/x.wav", "a1"]]), TAX, root, "ann.csv")
+    assert m["file"].tolist() == ["a\u00a0b.wav", "1:/x.wav"]

@@ -59,6 +59,20 @@ def _parsed(path: Path) -> tuple[str, ast.Module]:
     return text, ast.parse(text, filename=str(path))
 
 
+# (path, module) -> (the parsed tree, its imports): each module's tree is walked once per process,
+# not once per stage hashed (the workflow hashes every stage when it is parsed). Keyed on the tree
+# itself too, so that clearing `_parsed` (a file edited) finds its imports again.
+_IMPORTS: dict[tuple[Path, str], tuple[ast.Module, set[str]]] = {}
+
+
+def _module_imports(path: Path, module: str) -> set[str]:
+    tree = _parsed(path)[1]
+    known = _IMPORTS.get((path, module))
+    if known is None or known[0] is not tree:
+        known = _IMPORTS[(path, module)] = (tree, _imports(tree, module))
+    return known[1]
+
+
 def closure(modules: list[str], root: Path = PACKAGE_DIR) -> list[Path]:
     """Source files of the given package modules and of every package module they import."""
     seen: dict[str, Path] = {}
@@ -71,7 +85,7 @@ def closure(modules: list[str], root: Path = PACKAGE_DIR) -> list[Path]:
         seen[name] = path
         # a submodule's package __init__ runs on import too
         todo.append(name.rpartition(".")[0])
-        todo.extend(_imports(_parsed(path)[1], name if path.name != "__init__.py" else f"{name}.__init__"))
+        todo.extend(_module_imports(path, name if path.name != "__init__.py" else f"{name}.__init__"))
     return sorted(set(seen.values()))
 
 
@@ -114,7 +128,7 @@ def _stage_parts(stage: str, root: Path) -> tuple[list[ast.AST], str, set[str]]:
     if stage not in _table(tree) or _module_file(module, root) is None:
         raise KeyError(f"rbl has no stage '{stage}' (not in the STAGES table of {root / 'cli.py'}, or no {module})")
     nodes = list(tree.body)  # the table and main: every stage runs all of cli.py
-    imported = set().union(*(_imports(n, f"{PACKAGE}.cli") for n in nodes))
+    imported = _module_imports(root / "cli.py", f"{PACKAGE}.cli")  # (the imports of all its statements)
     modules = {m for m in imported if _module_file(m, root) is not None and not m.startswith(STAGES_PACKAGE + ".")}
     return nodes, text, modules | {module}
 

@@ -12,11 +12,12 @@ import os
 import posixpath
 import re
 from pathlib import Path
+from stat import S_ISREG
 
 import pandas as pd
 
 from rbl.errors import InputError
-from rbl.taxonomy import Taxonomy, control_character
+from rbl.taxonomy import CONTROL, Taxonomy, control_character
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +35,31 @@ SKIPPED = "skipped"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 
 
-def read_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV of strings (UTF-8, a BOM tolerated); a wrong encoding gets a clear error."""
+def read_csv(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV of strings (UTF-8, a BOM tolerated); a wrong encoding gets a clear error.
+
+    `columns`: read only these (a table of ours, whose header names them as given); at 100,000
+    rows one column of the manifest reads in a third of the time of all eight.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True, usecols=columns
+        )
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8 and rerun") from None
     except pd.errors.ParserError as err:
         raise InputError(f"{path}: not a valid CSV ({err})") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file; it needs a header row") from None
+    except ValueError as err:  # (after its subclasses above) usecols: a column is missing
+        if columns is None:
+            raise
+        raise InputError(
+            f"{path}: needs the columns {', '.join(columns)} ({err}); rerun the stage that writes it"
+        ) from None
     except OSError as err:  # unreadable (permissions), a folder, a symlink loop
         raise InputError(
             f"{path}: cannot be read ({err.strerror or err}); check the file and its permissions"
@@ -67,6 +80,42 @@ def _refuse_control_characters(where: str, column: str, value: str) -> None:
         )
 
 
+# How many files of one folder are checked for symlinks one by one (lstat) before the folder is
+# listed once instead: at 100,000 clips in a dozen folders, an lstat per file was a third of
+# resolving them (benchmarks/README.md, "Measurements behind the code").
+LIST_FOLDER_AFTER = 64
+_DRIVE = re.compile(r"[A-Za-z]:/")
+
+
+class _Folder:
+    """A folder of annotated files: its resolved path (with a final '/'), and which of its files are
+    symbolic links, as os.path.islink says.
+
+    After LIST_FOLDER_AFTER files, the folder is listed once (os.scandir: the entry types come with
+    the names) and answered from the listing; a folder that cannot be listed is asked file by file,
+    as are the first files of every folder (a few annotated files in a folder of millions never
+    list it).
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.real = os.path.join(os.path.realpath(folder), "")
+        self.asked = 0
+        self.links: set[str] | None = None
+
+    def is_link(self, file: str) -> bool:
+        if self.links is not None:
+            return file in self.links
+        self.asked += 1
+        if self.asked == LIST_FOLDER_AFTER + 1:
+            try:
+                with os.scandir(self.real) as entries:
+                    self.links = {entry.name for entry in entries if entry.is_symlink()}
+                return file in self.links
+            except OSError:
+                pass  # unlistable (or gone): file by file
+        return os.path.islink(self.real + file)
+
+
 def _resolver(root: Path, suffix: str | None):
     """A function (rel, where) -> (name, path, real) of an annotation's file under root, refusing
     any path that leaves the root (via '..' or a symlink).
@@ -75,37 +124,51 @@ def _resolver(root: Path, suffix: str | None):
     and `sub/../x.wav` both name `x.wav`; `path` is root/name (with `suffix`, the extension
     replaced: precomputed features, clip.wav -> clip.npy); `real` is the file's resolved path, the
     same for every spelling of one file, symlinks inside the root included. Each folder is
-    resolved once: resolving every file was most of ingest at 100,000 clips (benchmarks/README.md).
+    resolved once, and a folder of many files is listed once for its symlinks (`_Folder`):
+    resolving every file, then an lstat per file, were most of this at 100,000 clips
+    (benchmarks/README.md). `where` may be a function giving the row's place, called on errors only.
     """
     base = str(root)
+    prefix = os.path.join(base, "")  # os.path.join(base, name) is prefix + name: name is relative
     real_root = os.path.realpath(root)
     inside = real_root.rstrip(os.sep) + os.sep
-    real_dirs: dict[str, str] = {}
+    folders: dict[str, _Folder] = {}
+    normpath, splitext = posixpath.normpath, os.path.splitext
 
-    def resolve(rel: str, where: str) -> tuple[str, str, str]:
+    def refuse(rel: str, where) -> None:
+        where = where() if callable(where) else where
         if not rel:
             raise InputError(f"{where}: the 'file' cell is empty")
         _refuse_control_characters(where, "file", rel)
-        if os.path.isabs(rel) or re.match(r"[A-Za-z]:/", rel):
+        if os.path.isabs(rel) or _DRIVE.match(rel):
             raise InputError(f"{where}: '{rel}' is an absolute path; give paths relative to the root folder {root}")
-        name = posixpath.normpath(rel)
-        path = os.path.join(base, name)
+
+    def resolve(rel: str, where) -> tuple[str, str, str]:
+        # (isprintable: no control character; the exact checks only for the rare other names)
+        if not rel or not rel.isprintable() or rel[0] == "/" or rel[1:3] == ":/":
+            refuse(rel, where)
+        name = normpath(rel)
+        path = prefix + name
         if suffix is not None:
-            path = os.path.splitext(path)[0] + suffix
-        folder, file = os.path.split(path)
-        if folder not in real_dirs:
-            real_dirs[folder] = os.path.realpath(folder)
-        real = os.path.join(real_dirs[folder], file)
-        if os.path.islink(real):
+            path = splitext(path)[0] + suffix
+        cut = path.rfind("/") + 1
+        key, file = path[:cut], path[cut:]
+        folder = folders.get(key)
+        if folder is None:
+            folder = folders[key] = _Folder(posixpath.split(path)[0])
+        real = folder.real + file
+        if folder.is_link(file):
             try:
                 real = os.path.realpath(real, strict=True)
             except FileNotFoundError:  # a dangling link: reported with the missing files
                 real = os.path.realpath(real)
             except OSError as err:  # ELOOP: a symlink loop
+                where = where() if callable(where) else where
                 raise InputError(
                     f"{where}: '{rel}' cannot be resolved ({err.strerror}); fix or remove the symlink"
                 ) from None
-        if name == ".." or name.startswith("../") or not real.startswith(inside):
+        if not real.startswith(inside) or name == ".." or name.startswith("../"):
+            where = where() if callable(where) else where
             raise InputError(f"{where}: '{rel}' points outside the root folder {root} (via '..' or a symlink); refused")
         return name, path, real
 
@@ -130,52 +193,87 @@ def require_columns(annotations: pd.DataFrame, source: str, columns: tuple[str, 
             )
 
 
+def _node(taxonomy: Taxonomy, label: str) -> tuple[str, ...] | str:
+    """The taxonomy node a label cell names, or the message why it names none."""
+    if not label.strip():
+        return (
+            "the 'label' cell is empty; give a taxonomy node (a leaf, an inner node "
+            "for an incomplete label, or a path 'parent/child')"
+        )
+    try:
+        return taxonomy.resolve(label)
+    except KeyError as err:
+        return f"label {err.args[0]}"
+
+
 def build_manifest(
-    annotations: pd.DataFrame, taxonomy: Taxonomy, root: Path, source: str, suffix: str | None = None
+    annotations: pd.DataFrame,
+    taxonomy: Taxonomy,
+    root: Path,
+    source: str,
+    suffix: str | None = None,
+    stats: list[os.stat_result] | None = None,
 ) -> pd.DataFrame:
     """Validate annotation rows against the taxonomy and the files under root; one manifest row each.
 
     `root` holds the audio, or (with suffix=".npy") one precomputed feature vector per clip. Rows
     keep the annotations' order (manifest row i is annotation line i + 2), so later stages can
-    name annotation lines; `file` is the normalised path (see _resolver).
+    name annotation lines; `file` is the normalised path (see _resolver). `stats`, when given, gets
+    each row's os.stat (taken to see that the file is there: ingest's content hashes reuse it).
     """
     require_columns(annotations, source, ("file", "label"))
     if len(annotations) == 0:
         raise InputError(f"{source}: no rows")
     resolve = _resolver(root, suffix)
-    rows, missing, first = [], [], {}
+    missing, first = [], {}
     has_split = "split" in annotations.columns
-    for line, record in enumerate(annotations.to_dict("records"), start=2):
-        where = f"{source} line {line}"
-        for column in ("label", "group", "split"):
-            _refuse_control_characters(where, column, str(record.get(column, "")).strip())
-        given = record["file"].strip().replace("\\", "/")
-        rel, path, key = resolve(given, where)
+    n = len(annotations)
+    # Column by column, not a dict per row: at 100,000 rows the per-row Python was most of ingest.
+    cells = {c: annotations[c].tolist() if c in annotations.columns else [""] * n for c in ("label", "group", "split")}
+    # A column without control characters needs no check per row (stripping only removes characters).
+    checked = [c for c in ("label", "group", "split") if any(map(CONTROL.search, map(str, cells[c])))]
+    nodes: dict[str, tuple[str, ...] | str] = {}  # label as given -> node path, or why it is refused
+    columns: dict[str, list] = {name: [] for name in ("file", "path", "label", "group", "split")}
+    node_paths: list[tuple[str, ...]] = []
+    found = [] if stats is None else stats
+    for line, (given, label, group, split) in enumerate(
+        zip(annotations["file"].tolist(), cells["label"], cells["group"], cells["split"]), start=2
+    ):
+        for column in checked:
+            _refuse_control_characters(f"{source} line {line}", column, str(cells[column][line - 2]).strip())
+        given = given.strip().replace("\\", "/")
+        rel, path, key = resolve(given, lambda line=line: f"{source} line {line}")
         # The same file under another spelling (./x.wav, sub/../x.wav, a symlink inside the root,
         # or x.wav and x.flac that share x.npy) is the same clip: a repeated row, not a new one.
         if key in first:
             line0, given0 = first[key]
             same = f"'{given}'" if given == given0 else f"'{given}' (the same file as '{given0}')"
-            raise InputError(f"{where}: {same} is listed again (first at line {line0}); keep one row per file")
-        first[key] = (line, given)
-        if not record["label"].strip():
             raise InputError(
-                f"{where}: the 'label' cell is empty; give a taxonomy node (a leaf, an inner node "
-                "for an incomplete label, or a path 'parent/child')"
+                f"{source} line {line}: {same} is listed again (first at line {line0}); keep one row per file"
             )
-        try:
-            node = taxonomy.resolve(record["label"])
-        except KeyError as err:
-            raise InputError(f"{where}: label {err.args[0]}") from None
-        split = record.get("split", "").strip() if has_split else ""
+        first[key] = (line, given)
+        node = nodes.get(label)
+        if node is None:
+            node = nodes[label] = _node(taxonomy, label)
+        if isinstance(node, str):
+            raise InputError(f"{source} line {line}: {node}")
+        split = split.strip() if has_split else ""
         if split and split not in SPLITS:
-            raise InputError(f"{where}: split '{split}' is not one of {', '.join(SPLITS)}")
-        if not os.path.isfile(path):
-            missing.append(f"{where}: {path}")
-        group = str(record.get("group", "")).strip() or rel
-        row = {"file": rel, "path": path, "label": record["label"].strip(), "group": group, "split": split}
-        row.update({level: (node[i] if i < len(node) else "") for i, level in enumerate(taxonomy.levels)})
-        rows.append(row)
+            raise InputError(f"{source} line {line}: split '{split}' is not one of {', '.join(SPLITS)}")
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            st = None
+        if st is None or not S_ISREG(st.st_mode):  # os.path.isfile, keeping the stat
+            missing.append(f"{source} line {line}: {path}")
+        else:
+            found.append(st)
+        columns["file"].append(rel)
+        columns["path"].append(path)
+        columns["label"].append(label.strip())
+        columns["group"].append(str(group).strip() or rel)
+        columns["split"].append(split)
+        node_paths.append(node)
     if missing:
         shown = "\n  ".join(missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
@@ -183,7 +281,9 @@ def build_manifest(
             f"{len(missing)} annotated file(s) not found:\n  {shown}{more}\n"
             "fix the paths in the annotations or the dataset's audio_root / features_dir"
         )
-    manifest = pd.DataFrame(rows)
+    for i, level in enumerate(taxonomy.levels):
+        columns[level] = [node[i] if i < len(node) else "" for node in node_paths]
+    manifest = pd.DataFrame(columns)
     if has_split and (manifest["split"] == "").any() and (manifest["split"] != "").any():
         line = int((manifest["split"] == "").to_numpy().argmax()) + 2
         raise InputError(
@@ -208,11 +308,12 @@ def unlisted_files(root: Path, listed: set[str], suffixes: set[str]) -> list[str
     start = len(str(root).rstrip(os.sep)) + 1
     for dirpath, _, names in os.walk(root, onerror=unreadable):
         folder = dirpath[start:].replace(os.sep, "/")
+        prefix = f"{folder}/" if folder else ""
+        # the names not listed first (a set lookup), then their suffix: nearly every file is listed
         for name in names:
-            if os.path.splitext(name)[1].lower() in suffixes:
-                rel = f"{folder}/{name}" if folder else name
-                if rel not in listed:
-                    found.append(rel)
+            rel = prefix + name
+            if rel not in listed and os.path.splitext(name)[1].lower() in suffixes:
+                found.append(rel)
     return sorted(found)
 
 

@@ -1,35 +1,25 @@
-"""Clip-level features from audio: decoding in parallel threads, batched extraction, a per-clip cache.
+"""Clip-level features computed from audio: decoding in parallel threads, batched extraction (torch).
 
 Extractors: `vggish` (the published VGGish CNN + PCA, mean-pooled over the clip's 0.96 s
 examples) and `logmel` (the same log-mel frontend, mean and std per band: weightless). `auto`
-takes VGGish when its weights are present or can be downloaded, else logmel, and says so.
+takes VGGish when its weights are present or can be downloaded, else logmel, and says so
+(rbl.extraction.choose_extractor).
 
-The cache is content-addressed: one small binary file per clip under cache_dir/<settings key>/, named by the
-audio's sha256, where the settings key hashes everything that changes the features. A rerun after
-a data change (or an interrupted run) computes only the clips it has not seen. Entries are written
-to a hidden temporary file and renamed, so an entry is whole or absent; each holds the audio digest
-and a sha256 of the vector, checked on every read, so a damaged entry is recomputed, never used.
+`rbl.extraction.extract` runs an extraction: it serves the clips the per-clip cache (rbl.cache)
+holds and calls `compute` here for the rest, so torch is imported only when some clip is missing.
+The cache's key holds the source of this module's import closure: any edit to the decoding,
+resampling, frontend, network or pooling code recomputes every clip once.
 
 Clips are decoded and resampled block by block and cut into pieces that frame exactly as the whole
 clip frames (`frame_pieces`); pieces are pooled into their clip with running sums (`_Pooling`).
 Short clips are one piece each and go through the frontend and CNN many at a time; memory is
 bounded by the pieces held, not by any clip's length (benchmarks/extract_memory.py).
-
-A clip that cannot be decoded (or whose decoding or features run out of memory) stops extraction
-with a message naming the file (`on_error="stop"`, the default), or with `on_error="skip"` is left
-out: its row of the feature matrix is NaN (never a made-up vector), and it is listed with the reason
-in the extraction record (`skipped`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +27,40 @@ import torch
 from tqdm import tqdm
 
 from rbl import audio
-from rbl.atomic import atomic_path
-from rbl.codehash import modules_hash
+from rbl.cache import CACHE_FORMAT, DIM, ENTRY_MAGIC, ENTRY_SIZE, STALE_TMP_SECONDS, Cache
 from rbl.errors import InputError
-from rbl.feature_settings import EXTRACTORS, ON_ERROR, PRECOMPUTED, ExtractSettings
+from rbl.extraction import (
+    ON_ERROR_HINT,
+    _reason,
+    check_npy,
+    choose_extractor,
+    extract,
+    load_precomputed,
+    precomputed_features,
+)
+from rbl.feature_settings import ExtractSettings
 from rbl.vggish.frontend import EXAMPLE_FRAMES, N_MELS, frame_pieces, pieces_logmel
 from rbl.vggish.model import CPU_CNN_BATCH
 
+# Also the names of the cache, the extraction and the settings, as before they left this module.
+__all__ = [
+    "CACHE_FORMAT",
+    "DIM",
+    "ENTRY_MAGIC",
+    "ENTRY_SIZE",
+    "STALE_TMP_SECONDS",
+    "Cache",
+    "ExtractSettings",
+    "check_npy",
+    "choose_extractor",
+    "compute",
+    "extract",
+    "load_precomputed",
+    "precomputed_features",
+]
+
 log = logging.getLogger(__name__)
 
-# Bump when the layout of a cache entry changes.
-CACHE_FORMAT = 3
-ENTRY_MAGIC = b"RBL1"
-ENTRY_SIZE = len(ENTRY_MAGIC) + 32 + 4 * 128 + 32  # magic, audio sha256, vector, check
-DIM = 128
-# A temporary file of an interrupted write older than this is removed (a write takes milliseconds;
-# the margin keeps clear of concurrent extraction jobs writing into the same cache).
-STALE_TMP_SECONDS = 3600
 # Frames per piece of a long clip: 64 VGGish examples (61.44 s, 3.9 MB of samples), one CNN call
 # (CPU_CNN_BATCH). Clips up to this long are batched whole as before; longer ones go on piece by
 # piece, so memory does not grow with a clip's length.
@@ -61,230 +68,6 @@ PIECE_FRAMES = CPU_CNN_BATCH * EXAMPLE_FRAMES
 # Samples of pieces in one frontend call: 8.4 M (524 s of audio, about 300 MB of frames and spectra;
 # a batch of 32 clips of 10 s is 5.1 M, one call as before).
 GROUP_SAMPLES = 2**23
-ON_ERROR_HINT = (
-    "or set the config key features.on_error: skip to leave such clips out "
-    "(they are listed with the reason in results/<dataset>/skipped.csv)"
-)
-
-
-def _checksum(vec: np.ndarray, digest: str) -> str:
-    return hashlib.sha256(digest.encode() + np.ascontiguousarray(vec, dtype="<f4").tobytes()).hexdigest()
-
-
-def _entry(vec: np.ndarray, digest: str) -> bytes:
-    return ENTRY_MAGIC + bytes.fromhex(digest) + vec.astype("<f4").tobytes() + bytes.fromhex(_checksum(vec, digest))
-
-
-class Cache:
-    """Per-clip feature vectors on disk, written atomically and verified on read.
-
-    An entry `<sha256[:2]>/<sha256>.vec` is ENTRY_SIZE bytes: a magic, the audio digest, the vector
-    (128 little-endian float32) and `check`, a sha256 of digest and vector. Raw bytes, not an .npz:
-    a rerun reads every entry of the dataset, and opening an .npz cost twenty times the read
-    (benchmarks/README.md, "Measurements behind the code"). A read that fails in any way (missing,
-    truncated, another format, NaN, another clip's entry, checksum mismatch) returns None: the
-    clip is recomputed.
-    Temporary files of interrupted writes start with '.', so no reader takes them for entries.
-    """
-
-    def __init__(self, root: Path, settings: dict) -> None:
-        self.settings = {**settings, "format": CACHE_FORMAT}
-        key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
-        self.dir = Path(root) / key
-        self._dir = str(self.dir)
-        self.rejected = 0
-
-    def path(self, digest: str) -> Path:
-        return self.dir / digest[:2] / f"{digest}.vec"
-
-    def get(self, digest: str) -> np.ndarray | None:
-        # A string path and open(): pathlib's objects cost a third of the read (benchmarks/README.md).
-        path = f"{self._dir}/{digest[:2]}/{digest}.vec"
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            log.warning("cache entry %s is unreadable (%s); recomputing it", path, err)
-            self.rejected += 1
-            return None
-        vec = None
-        if len(data) == ENTRY_SIZE and data.startswith(ENTRY_MAGIC) and data[4:36] == bytes.fromhex(digest):
-            vec = np.frombuffer(data, dtype="<f4", count=DIM, offset=36).astype(np.float32)
-            if data[-32:] != bytes.fromhex(_checksum(vec, digest)) or not np.isfinite(vec).all():
-                vec = None
-        if vec is None:
-            log.warning("cache entry %s fails its checks; recomputing it", path)
-            self.rejected += 1
-        return vec
-
-    def put(self, digest: str, vec: np.ndarray) -> None:
-        vec = np.ascontiguousarray(vec, dtype=np.float32)
-        with atomic_path(self.path(digest)) as tmp:
-            tmp.write_bytes(_entry(vec, digest))
-
-    def describe(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        settings_file = self.dir / "settings.json"
-        if not settings_file.exists():
-            with atomic_path(settings_file) as tmp:
-                tmp.write_text(json.dumps(self.settings, indent=2, sort_keys=True))
-
-    def remove_stale_temporaries(self, older_than: float = STALE_TMP_SECONDS) -> int:
-        """Delete temporary files left by interrupted writes (hidden '.*.tmp*' files), if old enough."""
-        removed, now = 0, time.time()
-        for dirpath, _, names in os.walk(self.dir):
-            for name in names:
-                if name.startswith(".") and ".tmp" in name:
-                    path = Path(dirpath, name)
-                    try:
-                        if now - path.stat().st_mtime > older_than:
-                            path.unlink()
-                            removed += 1
-                    except OSError:
-                        pass  # another job removed or renamed it
-        if removed:
-            log.info("removed %d temporary file(s) of interrupted cache writes", removed)
-        return removed
-
-
-def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
-    """The extractor to run and why (for `auto`: VGGish if its weights can be had)."""
-    from rbl.vggish.weights import find_or_fetch
-
-    if settings.extractor == "logmel":
-        return "logmel", "configured"
-    try:
-        find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
-    except InputError as err:
-        if settings.extractor == "vggish":
-            raise
-        return "logmel", f"VGGish weights unavailable ({err})"
-    return "vggish", "configured" if settings.extractor == "vggish" else "weights found"
-
-
-def _reason(err: Exception, path: str) -> str:
-    """An error's message without the leading '<path>: ' (the skipped list names the file itself)."""
-    text = str(err)
-    return text[len(path) + 2 :] if text.startswith(f"{path}: ") else text
-
-
-def _npy_bytes(n: int) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n:,} bytes"
-
-
-def check_npy(path: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of a clip's precomputed .npy vector, from its header alone, or InputError.
-
-    Checked before any data is read or allocated: the file must be a .npy (not an .npz or pickle),
-    hold numbers (no objects: loading those would need pickle), be one non-empty vector (D,), and
-    hold the bytes its header declares (a 136-byte header claiming 1e10 values would otherwise ask
-    for 37 GiB).
-    """
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(4) == b"PK\x03\x04":
-                raise InputError(
-                    f"{path}: a zip archive (an .npz saved under a .npy name?), not a .npy array; "
-                    "save one vector per clip with numpy.save"
-                )
-            handle.seek(0)
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-            offset = handle.tell()
-        size = os.path.getsize(path)
-    except InputError:
-        raise
-    except (ValueError, OSError, EOFError, SyntaxError) as err:
-        raise InputError(f"{path}: not a readable .npy array ({err})") from None
-    if dtype.hasobject:
-        raise InputError(
-            f"{path}: not a readable .npy array (it holds Python objects, which need allow_pickle "
-            "to load and can run code: never done here); save numbers with numpy.save"
-        )
-    if dtype.kind not in "fiu":
-        raise InputError(f"{path}: holds {dtype} values, not real numbers; recompute this clip")
-    if len(shape) != 1:
-        raise InputError(
-            f"{path}: holds an array of shape {shape}, where each clip needs one feature vector of "
-            "shape (D,); pool frame-level features over the clip (or save vec.reshape(-1) if it "
-            "is one vector)"
-        )
-    if shape[0] == 0:
-        raise InputError(f"{path}: holds an empty vector (shape (0,)); recompute this clip's features or remove it")
-    declared, held = shape[0] * dtype.itemsize, size - offset
-    if held < declared:
-        raise InputError(
-            f"{path}: the header declares {shape[0]:,} {dtype} values ({_npy_bytes(declared)}) but "
-            f"the file holds {_npy_bytes(max(held, 0))} of data: truncated or damaged; recompute it"
-        )
-    return shape, dtype
-
-
-def load_precomputed(paths: list[str], on_error: str = "stop", skipped: dict[int, str] | None = None) -> np.ndarray:
-    """(N, D) matrix of one precomputed vector per clip; every file must hold the same finite shape.
-
-    Each file's header is checked first (`check_npy`). With on_error="skip", a file that fails the
-    checks or holds NaN/Inf gets a NaN row and its index and reason go into `skipped`; vectors of a
-    different size always stop (the dataset is inconsistent).
-    """
-    rows: list[np.ndarray | None] = []
-    first = None
-    for i, path in enumerate(paths):
-        try:
-            check_npy(path)
-            try:
-                vec = np.load(path, allow_pickle=False).astype(np.float32)
-            except (ValueError, OSError, EOFError) as err:
-                raise InputError(f"{path}: not a readable .npy array ({err})") from None
-            if not np.isfinite(vec).all():
-                raise InputError(f"{path}: holds NaN or Inf; recompute or remove this clip")
-        except InputError as err:
-            if skipped is None:
-                raise
-            if on_error != "skip":
-                raise InputError(f"{err}; {ON_ERROR_HINT}") from None
-            skipped[i] = _reason(err, path)
-            log.warning("skipped %s: %s", path, skipped[i])
-            rows.append(None)
-            continue
-        if first is not None and vec.shape != rows[first].shape:
-            raise InputError(
-                f"{path}: {vec.size} values where {paths[first]} has {rows[first].size}; "
-                "every clip needs a vector of the same size"
-            )
-        first = i if first is None else first
-        rows.append(vec)
-    if first is None:
-        raise InputError(
-            f"none of the {len(paths)} feature file(s) could be read (e.g. {paths[0]}: "
-            f"{skipped[0] if skipped else 'no files'}); check dataset.features_dir"
-        )
-    nan = np.full_like(rows[first], np.nan)
-    return np.stack([nan if r is None else r for r in rows])
-
-
-def precomputed_features(paths: list[str], on_error: str = "stop") -> tuple[np.ndarray, dict]:
-    """The clips' own vectors (`load_precomputed`) and the record `extract` writes, with the same keys."""
-    failed: dict[int, str] = {}
-    feats = load_precomputed(paths, on_error, failed)
-    info = {
-        "extractor": PRECOMPUTED,
-        "requested": PRECOMPUTED,
-        "reason": "dataset.features_dir",
-        "n_clips": len(feats),
-        "computed": 0,
-        "from_cache": 0,
-        "skipped": len(failed),
-        "on_error": on_error,
-        "skipped_clips": [{"row": i, "path": paths[i], "reason": why} for i, why in sorted(failed.items())],
-    }
-    log.info("FEATURE EXTRACTOR: %s (%s)", PRECOMPUTED, info["reason"])
-    return feats, info
 
 
 def _batched(items: list, size: int):
@@ -516,98 +299,37 @@ class _Extraction:
                 return
 
 
-def _open_cache(name: str, settings: ExtractSettings, device: torch.device, cache_root: Path) -> tuple[Cache, object]:
-    """The cache for this extractor and its settings, and the VGGish model (None for logmel).
+def _load_model(name: str, settings: ExtractSettings, device: torch.device):
+    """The VGGish model (None for logmel)."""
+    if name != "vggish":
+        return None
+    from rbl.vggish.weights import load_extractor
 
-    Entries are keyed by the source of everything extraction runs (this module's import closure),
-    so an edit to the decoding, frontend, network or pooling code never reuses old vectors.
-    """
-    cache_settings = {"extractor": name, "code": modules_hash([__name__])}
-    model = None
-    if name == "vggish":
-        from rbl.vggish.weights import file_digest, find_or_fetch, load_extractor
-
-        cnn_path, pca_path = find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
-        cache_settings.update(final_relu=settings.final_relu, weights=[file_digest(cnn_path), file_digest(pca_path)])
-        if settings.precision != "float32":  # (absent for float32: caches from before the option stay valid)
-            cache_settings["precision"] = settings.precision
-        model = load_extractor(
-            Path(settings.weights_dir),
-            settings.download,
-            settings.final_relu,
-            device,
-            verify=settings.verify,
-            precision=settings.precision,
-        )
-    cache = Cache(cache_root, cache_settings)
-    cache.describe()
-    cache.remove_stale_temporaries()
-    return cache, model
-
-
-def _from_cache(cache: Cache, digests: list[str], out: np.ndarray) -> list[int]:
-    """Fill `out` with the cached vectors; the rows not in the cache."""
-    todo = []
-    for i, digest in enumerate(digests):
-        vec = cache.get(digest)
-        if vec is None:
-            todo.append(i)
-        else:
-            out[i] = vec
-    return todo
-
-
-def extract(
-    paths: list[str], digests: list[str], settings: ExtractSettings, cache_root: Path, progress: bool = True
-) -> tuple[np.ndarray, dict]:
-    """(N, 128) features of the files, in order, and a record of what was done.
-
-    A clip that cannot be decoded raises InputError (on_error "stop") or is skipped (on_error
-    "skip"): its row is NaN and `info["skipped_clips"]` lists {"row", "path", "reason"}.
-    """
-    if settings.on_error not in ON_ERROR:
-        raise InputError(f"features.on_error: '{settings.on_error}' is not one of {', '.join(ON_ERROR)}")
-    if settings.extractor not in EXTRACTORS:
-        raise InputError(f"features.extractor: '{settings.extractor}' is not one of {', '.join(EXTRACTORS)}")
-    name, reason = choose_extractor(settings)
-    banner = f"FEATURE EXTRACTOR: {name} ({reason})"
-    log.warning(banner) if name != settings.extractor else log.info(banner)
-    device = torch.device(settings.device)
-    cache, model = _open_cache(name, settings, device, cache_root)
-    out = np.zeros((len(paths), DIM), dtype=np.float32)
-    todo = _from_cache(cache, digests, out)
-    # Identical audio under two names is computed once.
-    unique: dict[str, int] = {}
-    for i in todo:
-        unique.setdefault(digests[i], i)
-    work = list(unique.values())
-    job = _Extraction(paths, digests, name, model, device, cache, settings.on_error)
-    job.run(work, settings.batch_clips, settings.workers, progress)
-    skipped_clips = []
-    for i in todo:
-        if digests[i] in job.failed:
-            out[i] = np.nan  # never a made-up vector: any use of this row shows up as NaN
-            skipped_clips.append({"row": i, "path": paths[i], "reason": job.failed[digests[i]]})
-        else:
-            out[i] = job.computed[digests[i]]
-    info = {
-        "extractor": name,
-        "requested": settings.extractor,
-        "reason": reason,
-        "n_clips": len(paths),
-        "computed": len(work) - len(job.failed),
-        "from_cache": len(paths) - len(todo),
-        "skipped": len(skipped_clips),
-        "on_error": settings.on_error,
-        "skipped_clips": skipped_clips,
-        "cache_rejected": cache.rejected,
-        "cache_dir": str(cache.dir),
-        "settings": asdict(settings),
-    }
-    log.info(
-        "features: %d clip(s) computed, %d from the cache, %d skipped",
-        info["computed"],
-        info["from_cache"],
-        len(skipped_clips),
+    return load_extractor(
+        Path(settings.weights_dir),
+        settings.download,
+        settings.final_relu,
+        device,
+        verify=settings.verify,
+        precision=settings.precision,
     )
-    return out, info
+
+
+def compute(
+    paths: list[str],
+    digests: list[str],
+    work: list[int],
+    name: str,
+    settings: ExtractSettings,
+    cache: Cache,
+    progress: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Compute the clips `work` (indices into paths) with extractor `name` and put them in the cache.
+
+    Returns the vectors computed and the reasons of the clips refused (on_error "skip"), both by
+    audio digest; with on_error "stop" a refused clip raises InputError naming it.
+    """
+    device = torch.device(settings.device)
+    job = _Extraction(paths, digests, name, _load_model(name, settings, device), device, cache, settings.on_error)
+    job.run(work, settings.batch_clips, settings.workers, progress)
+    return job.computed, job.failed

@@ -20,8 +20,9 @@ import logging
 import os
 import re
 from pathlib import Path
+from stat import S_ISREG
 
-from rbl.atomic import atomic_path, write_text
+from rbl.atomic import atomic_path, plain_csv, write_text
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,25 @@ COLUMNS = ("path", "signature", "sha256")
 Table = dict[str, tuple[str, str]]  # path -> (signature, sha256)
 
 
-def signature(path: str) -> str:
-    """The stat fields that change whenever the file's content can have changed."""
-    st = os.stat(path)
+def signature(path: str, st: os.stat_result | None = None) -> str:
+    """The stat fields that change whenever the file's content can have changed (`st`: the file's
+    os.stat, when the caller has it)."""
+    st = os.stat(path) if st is None else st
     return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+
+
+def regular_files(paths: list[str]) -> tuple[list[str], list[os.stat_result]]:
+    """The paths that are regular files (as os.path.isfile says) and their os.stat, one call each."""
+    present, stats = [], []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            continue
+        if S_ISREG(st.st_mode):
+            present.append(path)
+            stats.append(st)
+    return present, stats
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -63,23 +79,33 @@ def read_table(path: str | os.PathLike) -> Table:
 
 def write_table(path: str | os.PathLike, table: Table) -> None:
     """Write the table atomically (sorted by path, so identical content gives identical bytes)."""
+    names = sorted(table)
+    rows = [table[name] for name in names]
+    text = plain_csv(list(COLUMNS), [names, [sig for sig, _ in rows], [digest for _, digest in rows]])
+    if text is not None:
+        write_text(path, text)
+        return
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
-        for name in sorted(table):
-            sig, digest = table[name]
-            writer.writerow([name, sig, digest])
+        writer.writerows([name, *row] for name, row in zip(names, rows))
 
 
-def content_hashes(paths: list[str], known: Table, progress: bool = True) -> tuple[list[str], Table]:
+def content_hashes(
+    paths: list[str], known: Table, progress: bool = True, stats: list[os.stat_result] | None = None
+) -> tuple[list[str], Table]:
     """sha256 of every file, in order, and the table of these files for the next run.
 
-    Files whose signature matches `known` are not read. Raises OSError for a file that cannot be
-    stat'ed or read (the caller names it).
+    Files whose signature matches `known` are not read. `stats`: the files' os.stat, taken by the
+    caller before (never after) reading them, to spare a second stat per file. Raises OSError for a
+    file that cannot be stat'ed or read (the caller names it).
     """
     from tqdm import tqdm
 
-    signatures = [signature(p) for p in paths]
+    if stats is None:
+        signatures = [signature(p) for p in paths]
+    else:
+        signatures = [signature(p, st) for p, st in zip(paths, stats, strict=True)]
     stale = [i for i, (p, sig) in enumerate(zip(paths, signatures)) if known.get(p, (None,))[0] != sig]
     fresh = {}
     for i in tqdm(stale, desc="hashing new or changed clip files", unit="file", disable=not progress or not stale):
@@ -88,10 +114,15 @@ def content_hashes(paths: list[str], known: Table, progress: bool = True) -> tup
     return digests, {p: (sig, d) for p, sig, d in zip(paths, signatures, digests)}
 
 
-def cached_hashes(paths: list[str], table_path: str | os.PathLike, progress: bool = True) -> list[str]:
+def cached_hashes(
+    paths: list[str],
+    table_path: str | os.PathLike,
+    progress: bool = True,
+    stats: list[os.stat_result] | None = None,
+) -> list[str]:
     """content_hashes with the table at `table_path`, which is rewritten when anything changed."""
     known = read_table(table_path)
-    digests, table = content_hashes(paths, known, progress)
+    digests, table = content_hashes(paths, known, progress, stats)
     if table != known:
         Path(table_path).parent.mkdir(parents=True, exist_ok=True)
         write_table(table_path, table)

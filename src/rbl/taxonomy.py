@@ -28,7 +28,7 @@ UNDECIDED = -1
 RESERVED_LEVELS = ("file", "path", "sha256", "label", "group", "split", "all")
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
 
 
 def control_character(text: str) -> str | None:
@@ -37,7 +37,7 @@ def control_character(text: str) -> str | None:
     CSV writers leave a lone carriage return unquoted, so a name holding one would not survive the
     manifest; such names are refused where they enter (the annotations and the taxonomy).
     """
-    found = _CONTROL.search(text)
+    found = CONTROL.search(text)
     return None if found is None else repr(found.group())[1:-1]
 
 

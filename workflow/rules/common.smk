@@ -134,8 +134,9 @@ def clip_state():
                 Path(CLIP_ROOT),
                 ".npy" if PRECOMPUTED else None,
             )
-        present = [p for p in paths if os.path.isfile(p)]
-        digests = fingerprint.cached_hashes(present, CLIP_HASHES)
+        # one stat per clip: whether it is there, and its signature for the hash table
+        present, stats = fingerprint.regular_files(paths)
+        digests = fingerprint.cached_hashes(present, CLIP_HASHES, stats=stats)
     except (InputError, OSError) as err:
         raise WorkflowError(f"error: {err}") from None
     return fingerprint.state_digest(paths, dict(zip(present, digests)))

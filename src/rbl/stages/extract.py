@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from rbl.errors import InputError
@@ -26,12 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rbl.device import resolve_device
-    from rbl.features import extract, precomputed_features
+    # No torch here: rbl.extraction imports it (rbl.features) only for clips the cache lacks.
+    from rbl.extraction import extract, precomputed_features
     from rbl.shards import shard_rows
 
     settings = settings_from(args, ExtractSettings)
-    manifest = read_table(args.manifest)
+    manifest = read_table(args.manifest, ["file", "path", "sha256"])
     rows = shard_rows(len(manifest), args.shard, args.shards)
     paths, digests = list(manifest["path"].iloc[rows]), list(manifest["sha256"].iloc[rows])
     if settings.extractor == PRECOMPUTED:
@@ -39,8 +38,11 @@ def run(args: argparse.Namespace) -> None:
     else:
         if not args.cache_dir:
             raise InputError("extract: --cache-dir is needed to compute features (features.cache_dir)")
-        settings = dataclasses.replace(settings, device=str(resolve_device(settings.device)))
-        feats, info = extract(paths, digests, settings, Path(args.cache_dir), progress=not args.quiet)
+        # The first shard sweeps the cache for temporaries of interrupted writes (one listing of
+        # the whole cache per extraction, not one per shard).
+        feats, info = extract(
+            paths, digests, settings, Path(args.cache_dir), progress=not args.quiet, sweep=args.shard == 0
+        )
     # Name skipped clips as the manifest does (its 'file'), for skipped.csv and the split stage.
     files = list(manifest["file"].iloc[rows])
     info["skipped_clips"] = [{"file": files[c["row"]], "reason": c["reason"]} for c in info["skipped_clips"]]

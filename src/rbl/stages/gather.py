@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
     if len(args.parts) != len(args.infos):
         raise InputError("gather: give one --infos file per --parts file, in the same order")
     feats = np.concatenate([load_array(p) for p in args.parts])
-    n = len(read_table(args.manifest))
+    n = len(read_table(args.manifest, ["file"]))
     if len(feats) != n:
         raise InputError(f"gather: the shards hold {len(feats)} clips, the manifest {n}; rerun extraction")
     info = merge_infos([json.loads(Path(p).read_text()) for p in args.infos])

@@ -38,13 +38,14 @@ def run(args: argparse.Namespace) -> None:
         key = "audio_root" if args.audio_root else "features_dir"
         raise InputError(f"{root}: not a folder; set dataset.{key} in the config")
     suffix = None if args.audio_root else ".npy"
-    manifest = build_manifest(read_table(args.annotations), taxonomy, root, args.annotations, suffix)
+    stats: list = []  # each clip's os.stat, taken while checking it is there: the hashes' signatures
+    manifest = build_manifest(read_table(args.annotations), taxonomy, root, args.annotations, suffix, stats)
     paths = list(manifest["path"])
     try:
         digests = (
-            cached_hashes(paths, args.hashes, progress=not args.quiet)
+            cached_hashes(paths, args.hashes, progress=not args.quiet, stats=stats)
             if args.hashes
-            else content_hashes(paths, {}, progress=not args.quiet)[0]
+            else content_hashes(paths, {}, progress=not args.quiet, stats=stats)[0]
         )
     except OSError as err:  # an unreadable clip: name it with its annotation line
         line = f" line {paths.index(err.filename) + 2}" if err.filename in paths else ""
