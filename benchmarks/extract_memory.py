@@ -87,7 +87,7 @@ class Sampler(threading.Thread):
 def part_ours(
     paths: list[str], weights_dir: str, cache: str, batch_clips: int, workers: int, keep: bool = False
 ) -> dict:
-    from rbl.features import ExtractSettings, extract
+    from rbl.extraction import ExtractSettings, extract
     from rbl.fingerprint import file_sha256
 
     digests = [file_sha256(p) for p in paths]  # the ingest stage's job; not timed

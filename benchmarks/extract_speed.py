@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from whole_clip import clip_examples  # noqa: E402
 
 from rbl import audio  # noqa: E402
-from rbl.features import ExtractSettings, extract  # noqa: E402
+from rbl.extraction import ExtractSettings, extract  # noqa: E402
 from rbl.fingerprint import file_sha256  # noqa: E402
 from rbl.vggish import load_extractor  # noqa: E402
 

@@ -36,20 +36,36 @@ def clip_examples(waveforms: list[Tensor]) -> tuple[Tensor, Tensor]:
 
 
 def clip_logmel_stats(waveforms: list[Tensor]) -> Tensor:
-    """Weightless clip features (B, 128): per clip, mean then population std of all its log-mel frames.
+    """Weightless clip features (B, 256): per clip and log-mel band, the mean and population std of all
+    its frames L[t], then the mean of |d_t| and the population std of d_t, d_t = L[t+1] - L[t] over
+    consecutive frames of the clip (0 for a clip of one frame).
 
     Clips shorter than one example are zero-padded to 15600 samples as in `clip_examples`. All frames of
-    all clips go through one frontend call; per-clip sums use index_add.
+    all clips go through one frontend call; per-clip sums use index_add (differences across two clips
+    left out).
     """
     if not waveforms:
-        return torch.zeros(0, 2 * N_MELS)
+        return torch.zeros(0, 4 * N_MELS)
     _check_1d(waveforms)
     frontend = _frontend_like(waveforms)
     counts = [frames_in(w.shape[0]) for w in waveforms]
     logmel = frontend.clip_logmel(waveforms, counts)
     clip_index = _clip_index(counts, frontend.window.device)
-    n = torch.tensor(counts, device=logmel.device, dtype=logmel.dtype)[:, None]
-    zeros = logmel.new_zeros(len(waveforms), N_MELS)
-    mean = zeros.index_add(0, clip_index, logmel) / n
-    var = zeros.index_add(0, clip_index, (logmel - mean[clip_index]) ** 2) / n
-    return torch.cat([mean, var.sqrt()], dim=1)
+    mean, std = _mean_std(logmel, clip_index, counts)
+    same = clip_index[1:] == clip_index[:-1]
+    delta = (logmel[1:] - logmel[:-1])[same]
+    delta_index = clip_index[1:][same]
+    pairs = [max(k - 1, 1) for k in counts]  # (a clip of one frame has no pair: sums of 0 over 1)
+    abs_mean, _ = _mean_std(delta.abs(), delta_index, pairs)
+    _, delta_std = _mean_std(delta, delta_index, pairs)
+    return torch.cat([mean, std, abs_mean, delta_std], dim=1)
+
+
+def _mean_std(rows: Tensor, index: Tensor, counts: list[int]) -> tuple[Tensor, Tensor]:
+    """Per group of rows (group `index[r]` of row r; `counts[g]` divides group g's sums): the mean and
+    population std of each column, two-pass."""
+    n = torch.tensor(counts, device=rows.device, dtype=rows.dtype)[:, None]
+    zeros = rows.new_zeros(len(counts), rows.shape[1])
+    mean = zeros.index_add(0, index, rows) / n
+    var = zeros.index_add(0, index, (rows - mean[index]) ** 2) / n
+    return mean, var.sqrt()

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from rbl.cache import DIM, ENTRY_SIZE, Cache, key_settings
+from rbl.cache import DIM, DIMS, ENTRY_SIZE, Cache, entry_size, key_settings
 from rbl.cli import main
 from rbl.feature_settings import ExtractSettings
 
@@ -63,6 +63,7 @@ def test_a_fully_cached_shard_is_served_without_torch_and_byte_identical(tmp_pat
     second = extract_in_subprocess(logmel_extract_args(manifest, cache, tmp_path / "cached"))
     assert second == {"rc": 0, "torch": False}
     assert (tmp_path / "cached.npy").read_bytes() == (tmp_path / "computed.npy").read_bytes()
+    assert np.load(tmp_path / "cached.npy").shape == (6, DIMS["logmel"])
     info = json.loads((tmp_path / "cached.json").read_text())
     assert (info["computed"], info["from_cache"], info["cache_rejected"]) == (0, 6, 0)
     computed = json.loads((tmp_path / "computed.json").read_text())
@@ -125,6 +126,23 @@ def test_reading_many_entries_checks_each_as_reading_one(tmp_path):
     assert single.get(digests[0]).tobytes() == vectors[0].tobytes()
     assert single.rejected == 6
     assert len(cache.path(digests[0]).read_bytes()) == ENTRY_SIZE
+
+
+def test_entries_are_sized_by_the_extractor(tmp_path):
+    """The torch-free widths agree with the extractors' outputs, and an entry of another width is refused."""
+    from rbl.features import _Pooling
+    from rbl.vggish.frontend import N_MELS
+
+    assert DIMS == {"vggish": 128, "logmel": 4 * N_MELS}
+    pooling = _Pooling("logmel")
+    pooling.add(0, np.random.default_rng(0).standard_normal((5, N_MELS)))
+    assert pooling.pop(0).shape == (DIMS["logmel"],)
+    wide = Cache(tmp_path, {"extractor": "logmel", "code": "test"}, DIMS["logmel"])
+    wide.put("ef" * 32, np.ones(DIMS["logmel"], np.float32))
+    assert len(wide.path("ef" * 32).read_bytes()) == entry_size(DIMS["logmel"]) == ENTRY_SIZE + 4 * 128
+    assert wide.get("ef" * 32).tobytes() == np.ones(DIMS["logmel"], np.float32).tobytes()
+    narrow = Cache(tmp_path, {"extractor": "logmel", "code": "test"}, DIM)
+    assert narrow.dir == wide.dir and narrow.get("ef" * 32) is None and narrow.rejected == 1
 
 
 @pytest.mark.parametrize("n", [0, 1])

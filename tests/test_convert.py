@@ -11,7 +11,7 @@ import yaml
 from rbl.cli import main
 from rbl.convert import authors_csv
 from rbl.errors import InputError
-from rbl.features import load_precomputed
+from rbl.extraction import load_precomputed
 
 from runs import snakemake as run_workflow
 

@@ -25,9 +25,9 @@ from test_bad_input import (
     write_dataset,
 )
 
-from rbl import audio, features
+from rbl import audio, extraction, features
 from rbl.errors import InputError
-from rbl.features import check_npy, load_precomputed
+from rbl.extraction import check_npy, load_precomputed
 
 
 @pytest.fixture
@@ -146,8 +146,8 @@ def test_allocation_failure_in_the_frontend_skips_only_the_clip_that_needs_it(tm
         sf.write(path, tone(seconds, 200 + 100 * k, seed=k), RATE)
         paths.append(str(path))
     digests = [f"{k:064x}" for k in range(len(paths))]
-    settings = features.ExtractSettings(extractor="logmel", batch_clips=4, on_error="skip")
-    clean, _ = features.extract(paths, digests, settings, tmp_path / "clean", progress=False)
+    settings = extraction.ExtractSettings(extractor="logmel", batch_clips=4, on_error="skip")
+    clean, _ = extraction.extract(paths, digests, settings, tmp_path / "clean", progress=False)
 
     logmel, calls = features.pieces_logmel, []
 
@@ -161,24 +161,24 @@ def test_allocation_failure_in_the_frontend_skips_only_the_clip_that_needs_it(tm
         return logmel(waves, frames)
 
     monkeypatch.setattr(features, "pieces_logmel", limited)
-    feats, info = features.extract(paths, digests, settings, tmp_path / "cache", progress=False)
+    feats, info = extraction.extract(paths, digests, settings, tmp_path / "cache", progress=False)
     assert calls == [4, 1, 1, 1, 1]
     assert [c["path"] for c in info["skipped_clips"]] == [paths[2]]
     assert info["skipped_clips"][0]["reason"].startswith("ran out of memory computing its features")
     assert np.isnan(feats[2]).all()
     np.testing.assert_array_equal(np.delete(feats, 2, axis=0), np.delete(clean, 2, axis=0))
     with pytest.raises(InputError, match=r"c2.wav: ran out of memory computing its features .*on_error: skip"):
-        features.extract(
+        extraction.extract(
             paths,
             digests,
-            features.ExtractSettings(extractor="logmel", batch_clips=4),
+            extraction.ExtractSettings(extractor="logmel", batch_clips=4),
             tmp_path / "stop",
             progress=False,
         )
     # Errors that are not allocation failures are bugs: they are raised, never skipped.
     monkeypatch.setattr(features, "pieces_logmel", lambda waves, frames: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        features.extract(paths, digests, settings, tmp_path / "bug", progress=False)
+        extraction.extract(paths, digests, settings, tmp_path / "bug", progress=False)
 
 
 # --- precomputed features ---------------------------------------------------------------------

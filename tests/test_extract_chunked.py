@@ -12,7 +12,8 @@ import torch
 from whole_clip import clip_examples, clip_logmel_stats  # benchmarks/: the whole-clip reference
 
 from rbl import audio, features
-from rbl.features import ExtractSettings, extract
+from rbl.cache import DIMS
+from rbl.extraction import ExtractSettings, extract
 from rbl.vggish import load_extractor
 from rbl.vggish.frontend import (
     EXAMPLE_FRAMES,
@@ -159,13 +160,85 @@ def test_logmel_in_pieces_equals_the_whole_clip(tmp_path, small_pieces, batch):
     for path, row in zip(paths, feats):
         wave = whole_clip(path)
         frames = LogMelFrontend().clip_logmel([torch.from_numpy(wave)], [frames_in(len(wave))]).double().numpy()
-        exact = np.concatenate([frames.mean(axis=0), frames.std(axis=0)])
+        exact = brute_force_stats(frames)
         # The same float32 frames pooled in float64 (Chan's merge of per-piece mean and squared
-        # deviations against two-pass): equal up to the final cast to float32 (values up to ~10).
+        # deviations against two-pass, differences across piece boundaries from the carried frame):
+        # equal up to the final cast to float32 (values up to ~10).
         np.testing.assert_allclose(row, exact, rtol=1e-6, atol=1e-6)
         # The whole-clip path of before sums the frames in float32: up to ~1e-5 from the exact figure
         # over these 6,000 frames.
         np.testing.assert_allclose(row, clip_logmel_stats([torch.from_numpy(wave)])[0].numpy(), rtol=0, atol=5e-5)
+
+
+def brute_force_stats(frames: np.ndarray) -> np.ndarray:
+    """The logmel vector by its definition, in float64: per band the mean and std of the frames, then
+    the mean |d_t| and std of d_t = L[t+1] - L[t] over the clip's consecutive frames (0, 0 for one frame)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    bands = frames.shape[1]
+    deltas = np.array([frames[t + 1] - frames[t] for t in range(len(frames) - 1)]).reshape(-1, bands)
+    if len(deltas):
+        abs_mean, std = np.abs(deltas).mean(axis=0), deltas.std(axis=0)
+    else:
+        abs_mean, std = np.zeros(bands), np.zeros(bands)
+    return np.concatenate([frames.mean(axis=0), frames.std(axis=0), abs_mean, std])
+
+
+def real_frames(n_samples: int, seed: int) -> np.ndarray:
+    """Log-mel frames (float32, as extraction pools them) of a clip of n samples, framed whole (no padding)."""
+    wave = torch.from_numpy(noise(n_samples, seed=seed))
+    return LogMelFrontend().clip_logmel([wave], [1 + (n_samples - 400) // HOP_SAMPLES]).numpy()
+
+
+def cut(frames: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """Consecutive pieces of the given sizes (the last takes the rest)."""
+    bounds = np.cumsum(sizes)
+    assert bounds[-1] < len(frames)
+    return np.split(frames, bounds)
+
+
+def test_logmel_pooling_equals_a_brute_force_reference():
+    """Pooling in pieces of any size gives the four statistics of the whole clip: the pieces of three
+    clips interleaved (as groups of a batch hand them over), with pieces of one frame, one frame
+    short of and past a boundary, and a clip of one frame (delta statistics 0)."""
+    long_frames = real_frames(400 + 160 * 999, seed=3)  # 1000 frames
+    assert long_frames.shape == (1000, 64)
+    single = real_frames(400, seed=4)  # one frame: the 400 samples of its window
+    assert single.shape == (1, 64)
+    short = real_frames(400 + 160 * 9, seed=5)  # 10 frames
+    clips = {
+        0: cut(long_frames, [1, 1, 191, 192, 1, 300]),
+        1: [single],
+        2: cut(short, [1] * 9),  # every frame a piece
+        3: cut(long_frames, [999]),  # last piece of one frame
+        4: [long_frames],
+    }
+    pooling = features._Pooling("logmel")
+    rows = {}
+    for step in range(max(len(p) for p in clips.values())):
+        for clip, pieces in clips.items():
+            if step < len(pieces):
+                pooling.add(clip, pieces[step])
+                if step == len(pieces) - 1:
+                    rows[clip] = pooling.pop(clip)
+    assert not pooling.frames and not pooling.deltas and not pooling.last
+    for clip, pieces in clips.items():
+        whole = np.concatenate(pieces)
+        row = rows[clip]
+        assert row.shape == (DIMS["logmel"],) == (256,) and row.dtype == np.float32
+        np.testing.assert_allclose(row, brute_force_stats(whole), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(rows[1][128:], np.zeros(128, np.float32))
+    assert (rows[4][128:] > 0).all()
+
+
+def test_logmel_pooling_of_a_dropped_clip_starts_afresh():
+    """A clip refused mid-way (drop) leaves no frame behind for a later clip under the same index."""
+    frames = real_frames(400 + 160 * 99, seed=6)
+    pooling = features._Pooling("logmel")
+    pooling.add(0, frames[:50] + 5)
+    pooling.drop(0)
+    pooling.add(0, frames[:30])
+    pooling.add(0, frames[30:])
+    np.testing.assert_allclose(pooling.pop(0), brute_force_stats(frames), rtol=1e-6, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import soundfile as sf
 import torch
 
 from rbl.atomic import atomic_path
+from rbl.cache import DIMS, STALE_TMP_SECONDS, Cache
 from rbl.cli import main
-from rbl.features import ENTRY_SIZE, STALE_TMP_SECONDS, Cache
 
 from runs import kill_when, logmel_extract_args, rbl_process
 
@@ -78,7 +78,7 @@ def entries(cache: Path) -> list[Path]:
 def cache_of(cache: Path) -> Cache:
     (key_dir,) = [p for p in cache.iterdir() if p.is_dir()]
     settings = json.loads((key_dir / "settings.json").read_text())
-    store = Cache(cache, {k: v for k, v in settings.items() if k != "format"})
+    store = Cache(cache, {k: v for k, v in settings.items() if k != "format"}, DIMS[settings["extractor"]])
     assert store.dir == key_dir
     return store
 
@@ -159,15 +159,15 @@ def test_damaged_cache_entries_are_recomputed_not_trusted(tmp_path):
     digests = list(pd.read_csv(folder / "manifest.csv")["sha256"])
     paths = [store.path(d) for d in digests]
     paths[0].write_bytes(paths[0].read_bytes()[:-40])  # truncated
-    paths[1].write_bytes(b"\x00" * ENTRY_SIZE)  # garbage of the right size
+    paths[1].write_bytes(b"\x00" * store.entry_size)  # garbage of the right size
     _flip_vector_byte(paths[2], store.get(digests[2]))  # silent bit rot (our checksum sees it)
     paths[3].write_bytes(paths[4].read_bytes())  # another clip's entry under this name
     paths[5].write_bytes(b"")  # empty
-    store.put(digests[6], np.full(128, np.nan, np.float32))  # a NaN vector, however it got there
+    store.put(digests[6], np.full(store.dim, np.nan, np.float32))  # a NaN vector, however it got there
     # A well-formed entry whose vector does not match its checksum.
     entry = bytearray(paths[7].read_bytes())
-    vec = np.frombuffer(bytes(entry), dtype="<f4", count=128, offset=36) + np.float32(1)
-    entry[36 : 36 + 512] = vec.astype("<f4").tobytes()
+    vec = np.frombuffer(bytes(entry), dtype="<f4", count=store.dim, offset=36) + np.float32(1)
+    entry[36 : 36 + 4 * store.dim] = vec.astype("<f4").tobytes()
     paths[7].write_bytes(bytes(entry))
     damaged = 7
     assert main(extract_args(folder, cache, "b")) == 0
@@ -175,6 +175,9 @@ def test_damaged_cache_entries_are_recomputed_not_trusted(tmp_path):
     assert (info["computed"], info["from_cache"], info["cache_rejected"]) == (damaged, 12 - damaged, damaged)
     assert np.load(folder / "a.npy").tobytes() == np.load(folder / "b.npy").tobytes()
     assert all(store.get(d) is not None for d in digests)  # repaired
+    # An entry of another size (a vector of another extractor under this key) is not taken either.
+    other = Cache(cache, store.settings, store.dim + 128)
+    assert other.dir == store.dir and other.get(digests[0]) is None
 
 
 def test_a_killed_write_never_replaces_the_old_file(tmp_path):

@@ -19,9 +19,9 @@ import yaml
 
 import rbl
 from rbl import atomic
+from rbl.cache import Cache
 from rbl.cli import main
 from rbl.experiment import TrainSettings
-from rbl.features import Cache
 from rbl.train import ResumeFile, code_hash, fit, run_key
 
 from runs import PROFILE, kill_when, rbl_process, snakemake_cmd, workflow_env

@@ -144,9 +144,12 @@ def test_clip_logmel_stats_match_reference():
     lengths = [8000, EXAMPLE_SAMPLES, 40000, 2 * EXAMPLE_HOP_SAMPLES + EXAMPLE_SAMPLES - 1]
     clips = [signal("noise", n) for n in lengths]
     stats = clip_logmel_stats([torch.from_numpy(c) for c in clips])
-    assert stats.shape == (len(clips), 2 * N_MELS)
+    assert stats.shape == (len(clips), 4 * N_MELS)
     for row, clip in zip(stats.numpy(), clips):
         padded = np.pad(clip, (0, max(0, EXAMPLE_SAMPLES - len(clip))))
         ref = ref_log_mel(padded.astype(np.float64))
+        delta = np.diff(ref, axis=0)
         np.testing.assert_allclose(row[:N_MELS], ref.mean(axis=0), atol=1e-4, rtol=0)
-        np.testing.assert_allclose(row[N_MELS:], ref.std(axis=0), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(row[N_MELS : 2 * N_MELS], ref.std(axis=0), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(row[2 * N_MELS : 3 * N_MELS], np.abs(delta).mean(axis=0), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(row[3 * N_MELS :], delta.std(axis=0), atol=1e-4, rtol=0)

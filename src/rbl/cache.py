@@ -33,10 +33,21 @@ log = logging.getLogger(__name__)
 # Bump when the layout of a cache entry changes.
 CACHE_FORMAT = 3
 ENTRY_MAGIC = b"RBL1"
-DIM = 128
+# Values per clip of each extractor; a cache entry holds one such vector. vggish: the embedding.
+# logmel: per band of the 64 log-mel bands, mean and std of the frames, mean |d| and std of d, their
+# frame-to-frame differences (rbl.features._Pooling; the number is spelled out here, not imported
+# from the torch frontend, so that this module stays torch-free; tests/test_cache.py checks it).
+DIMS = {"vggish": 128, "logmel": 4 * 64}
+DIM = DIMS["vggish"]
 _VECTOR_AT = len(ENTRY_MAGIC) + 32
-_CHECK_AT = _VECTOR_AT + 4 * DIM
-ENTRY_SIZE = _CHECK_AT + 32  # magic, audio sha256, vector, check
+
+
+def entry_size(dim: int) -> int:
+    """Bytes of an entry holding a `dim` vector: magic, audio sha256, vector, check."""
+    return _VECTOR_AT + 4 * dim + 32
+
+
+ENTRY_SIZE = entry_size(DIM)
 # The module whose import closure computes a clip's vector: its source is part of the key.
 FEATURE_CODE = "rbl.features"
 # A temporary file of an interrupted write older than this is removed (a write takes milliseconds;
@@ -54,8 +65,8 @@ def _entry(vec: np.ndarray, digest: str) -> bytes:
     return ENTRY_MAGIC + bytes.fromhex(digest) + vec.astype("<f4").tobytes() + bytes.fromhex(_checksum(vec, digest))
 
 
-def _read(name: str, folder: int | None = None) -> bytes | None:
-    """The bytes of an entry file (at most one more than an entry holds), or None if absent.
+def _read(name: str, size: int, folder: int | None = None) -> bytes | None:
+    """The bytes of an entry file (at most one more than `size`, an entry's), or None if absent.
 
     os.open/os.read rather than open(): no file object, no buffer, three system calls; a rerun
     reads every entry of the dataset (benchmarks/README.md, "Measurements behind the code").
@@ -66,7 +77,7 @@ def _read(name: str, folder: int | None = None) -> bytes | None:
     except FileNotFoundError:
         return None
     try:
-        return os.read(fd, ENTRY_SIZE + 1)
+        return os.read(fd, size + 1)
     finally:
         os.close(fd)
 
@@ -74,8 +85,9 @@ def _read(name: str, folder: int | None = None) -> bytes | None:
 class Cache:
     """Per-clip feature vectors on disk, written atomically and verified on read.
 
-    An entry `<sha256[:2]>/<sha256>.vec` is ENTRY_SIZE bytes: a magic, the audio digest, the vector
-    (128 little-endian float32) and `check`, a sha256 of digest and vector. Raw bytes, not an .npz:
+    An entry `<sha256[:2]>/<sha256>.vec` is `entry_size(dim)` bytes: a magic, the audio digest, the
+    vector (`dim` little-endian float32: DIMS of the extractor) and `check`, a sha256 of digest and
+    vector. Raw bytes, not an .npz:
     a rerun reads every entry of the dataset, and opening an .npz cost twenty times the read
     (benchmarks/README.md, "Measurements behind the code"). A read that fails in any way (missing,
     truncated, another format, NaN, another clip's entry, checksum mismatch) gives no vector: the
@@ -83,7 +95,8 @@ class Cache:
     Temporary files of interrupted writes start with '.', so no reader takes them for entries.
     """
 
-    def __init__(self, root: Path, settings: dict) -> None:
+    def __init__(self, root: Path, settings: dict, dim: int = DIM) -> None:
+        self.dim, self.entry_size = dim, entry_size(dim)
         self.settings = {**settings, "format": CACHE_FORMAT}
         key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
         self.dir = Path(root) / key
@@ -106,18 +119,19 @@ class Cache:
         self.rejected += 1
 
     def get(self, digest: str) -> np.ndarray | None:
-        """One clip's vector (128,) float32, or None when it must be computed."""
-        out = np.empty((1, DIM), dtype=np.float32)
+        """One clip's vector (dim,) float32, or None when it must be computed."""
+        out = np.empty((1, self.dim), dtype=np.float32)
         return None if self.read([digest], out) else out[0]
 
     def read(self, digests: list[str], out: np.ndarray) -> list[int]:
-        """Fill the rows of `out` ((len(digests), DIM) float32) from the cache; the rows it cannot fill.
+        """Fill the rows of `out` ((len(digests), dim) float32) from the cache; the rows it cannot fill.
 
         The checks of `get`, done for all entries at once: the files are read one by one, then the
         magic, the digest and finiteness are checked on the stacked bytes, and each checksum by one
         sha256 call. A row that fails any check is left as it was and returned.
         """
         todo, found, blobs = [], [], []
+        size, check_at = self.entry_size, self.entry_size - 32
         # Entries are opened relative to their folder (one path component for the kernel to look
         # up, not the whole path), where the platform allows.
         folders: dict[str, int | None] = {}
@@ -134,14 +148,16 @@ class Cache:
                         except OSError:  # absent (entries missing), or else read by their whole path
                             folder = folders[sub] = None
                 try:
-                    data = _read(f"{digest}.vec", folder) if folder is not None else _read(self._file(digest))
+                    data = (
+                        _read(f"{digest}.vec", size, folder) if folder is not None else _read(self._file(digest), size)
+                    )
                 except OSError as err:
                     self._unreadable(self._file(digest), err)
                     todo.append(i)
                     continue
                 if data is None:
                     todo.append(i)
-                elif len(data) != ENTRY_SIZE:
+                elif len(data) != size:
                     self._failed(self._file(digest))
                     todo.append(i)
                 else:
@@ -153,8 +169,8 @@ class Cache:
                     os.close(fd)
         if not found:
             return todo
-        raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(found), ENTRY_SIZE)
-        vectors = raw[:, _VECTOR_AT:_CHECK_AT].copy().view("<f4")
+        raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(found), size)
+        vectors = raw[:, _VECTOR_AT:check_at].copy().view("<f4")
         expected = np.frombuffer(b"".join(bytes.fromhex(digests[i]) for i in found), dtype=np.uint8)
         good = (
             (raw[:, : len(ENTRY_MAGIC)] == np.frombuffer(ENTRY_MAGIC, dtype=np.uint8)).all(axis=1)
@@ -165,7 +181,7 @@ class Cache:
         for k, i in enumerate(found):
             if good[k]:
                 data = blobs[k]
-                good[k] = sha256(digests[i].encode() + data[_VECTOR_AT:_CHECK_AT]).digest() == data[_CHECK_AT:]
+                good[k] = sha256(digests[i].encode() + data[_VECTOR_AT:check_at]).digest() == data[check_at:]
         ok = np.flatnonzero(good)
         rows = np.asarray(found)
         out[rows[ok]] = vectors[ok]
@@ -225,7 +241,7 @@ def key_settings(name: str, settings) -> dict:
 def open_cache(name: str, settings, cache_root: Path, sweep: bool = True) -> Cache:
     """The cache of this extractor and settings under cache_root, described, and with `sweep`
     cleaned of old temporaries (one shard of an extraction does it: it lists the whole cache)."""
-    cache = Cache(cache_root, key_settings(name, settings))
+    cache = Cache(cache_root, key_settings(name, settings), DIMS[name])
     cache.describe()
     if sweep:
         cache.remove_stale_temporaries()

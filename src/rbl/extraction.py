@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rbl.cache import DIM, open_cache
+from rbl.cache import open_cache
 from rbl.errors import InputError
 from rbl.feature_settings import EXTRACTORS, ON_ERROR, PRECOMPUTED, ExtractSettings
 
@@ -179,7 +179,7 @@ def extract(
     progress: bool = True,
     sweep: bool = True,
 ) -> tuple[np.ndarray, dict]:
-    """(N, 128) features of the files, in order, and a record of what was done.
+    """(N, D) features of the files, in order (D: the extractor's `DIMS`), and a record of what was done.
 
     Clips in the cache are read from it; the others are computed by rbl.features (torch, imported
     only then) on `settings.device` ("auto" resolved then: the record's settings say the device
@@ -197,7 +197,7 @@ def extract(
     banner = f"FEATURE EXTRACTOR: {name} ({reason})"
     log.warning(banner) if name != settings.extractor else log.info(banner)
     cache = open_cache(name, settings, cache_root, sweep)
-    out = np.zeros((len(paths), DIM), dtype=np.float32)
+    out = np.zeros((len(paths), cache.dim), dtype=np.float32)
     todo = cache.read(digests, out)
     # Identical audio under two names is computed once.
     unique: dict[str, int] = {}

@@ -1,9 +1,13 @@
 """Clip-level features computed from audio: decoding in parallel threads, batched extraction (torch).
 
 Extractors: `vggish` (the published VGGish CNN + PCA, mean-pooled over the clip's 0.96 s
-examples) and `logmel` (the same log-mel frontend, mean and std per band: weightless). `auto`
-takes VGGish when its weights are present or can be downloaded, else logmel, and says so
-(rbl.extraction.choose_extractor).
+examples: 128 values) and `logmel` (weightless: the same log-mel frontend, 256 values. Per band, the
+mean and std over time of the frames L[t], then the mean of |d_t| and the std of d_t, their
+frame-to-frame differences d_t = L[t+1] - L[t] over the whole clip: [mean (64), std (64),
+mean |d| (64), std d (64)], population stds. A clip of one frame has no difference: its two delta
+statistics are 0; extraction pads every clip to one 0.96 s example, 96 frames, so it does not
+arise there). `auto` takes VGGish when its weights are present or can be downloaded, else logmel,
+and says so (rbl.extraction.choose_extractor).
 
 `rbl.extraction.extract` runs an extraction: it serves the clips the per-clip cache (rbl.cache)
 holds and calls `compute` here for the rest, so torch is imported only when some clip is missing.
@@ -11,7 +15,8 @@ The cache's key holds the source of this module's import closure: any edit to th
 resampling, frontend, network or pooling code recomputes every clip once.
 
 Clips are decoded and resampled block by block and cut into pieces that frame exactly as the whole
-clip frames (`frame_pieces`); pieces are pooled into their clip with running sums (`_Pooling`).
+clip frames (`frame_pieces`); pieces are pooled into their clip with running sums (`_Pooling`; a
+clip's pieces in order, its last frame carried to the next piece for the difference across them).
 Short clips are one piece each and go through the frontend and CNN many at a time; memory is
 bounded by the pieces held, not by any clip's length (benchmarks/extract_memory.py).
 """
@@ -27,37 +32,12 @@ import torch
 from tqdm import tqdm
 
 from rbl import audio
-from rbl.cache import CACHE_FORMAT, DIM, ENTRY_MAGIC, ENTRY_SIZE, STALE_TMP_SECONDS, Cache
+from rbl.cache import Cache
 from rbl.errors import InputError
-from rbl.extraction import (
-    ON_ERROR_HINT,
-    _reason,
-    check_npy,
-    choose_extractor,
-    extract,
-    load_precomputed,
-    precomputed_features,
-)
+from rbl.extraction import ON_ERROR_HINT, _reason
 from rbl.feature_settings import ExtractSettings
 from rbl.vggish.frontend import EXAMPLE_FRAMES, N_MELS, frame_pieces, pieces_logmel
 from rbl.vggish.model import CPU_CNN_BATCH
-
-# Also the names of the cache, the extraction and the settings, as before they left this module.
-__all__ = [
-    "CACHE_FORMAT",
-    "DIM",
-    "ENTRY_MAGIC",
-    "ENTRY_SIZE",
-    "STALE_TMP_SECONDS",
-    "Cache",
-    "ExtractSettings",
-    "check_npy",
-    "choose_extractor",
-    "compute",
-    "extract",
-    "load_precomputed",
-    "precomputed_features",
-]
 
 log = logging.getLogger(__name__)
 
@@ -117,48 +97,81 @@ class _Clip:
             return None, 0, True, f"cannot decode audio ({type(err).__name__}: {err})"
 
 
-class _Pooling:
-    """Running per-clip pooling over pieces, in float64: the mean VGGish embedding, or log-mel mean and std.
+def _moments(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count, mean, sum of squared deviations from the mean) of the rows of a float64 array, per column."""
+    mean = values.mean(axis=0)
+    return len(values), mean, ((values - mean) ** 2).sum(axis=0)
 
-    Log-mel statistics merge per-piece (count, mean, sum of squared deviations) with Chan et al.'s
-    pairwise update, which keeps the std as accurate as the two-pass whole-clip computation.
+
+def _merged(a: tuple | None, b: tuple) -> tuple[int, np.ndarray, np.ndarray]:
+    """Chan et al.'s pairwise merge of two `_moments` (a may be None: nothing yet; b may count 0 rows)."""
+    if a is None or a[0] == 0:
+        return b
+    if b[0] == 0:
+        return a
+    (na, mean_a, m2_a), (nb, mean_b, m2_b) = a, b
+    total = na + nb
+    delta = mean_b - mean_a
+    return total, mean_a + delta * (nb / total), m2_a + m2_b + delta**2 * (na * nb / total)
+
+
+class _Pooling:
+    """Running per-clip pooling over pieces, in float64: the mean VGGish embedding, or log-mel statistics.
+
+    Log-mel: per band, the mean and std of the frames L[t] and the mean of |d_t| and std of d_t of
+    their differences d_t = L[t+1] - L[t] (256 values, rbl.cache.DIMS). Each piece's (count, mean, sum of
+    squared deviations) of its frames, and of its differences [d, |d|], merge into the clip's with
+    Chan et al.'s pairwise update, which keeps the std as accurate as the two-pass whole-clip
+    computation. A clip's pieces must come in order: the last frame of a piece is kept and prepended
+    to the next, so the difference across a piece boundary is counted once, and only there. A clip
+    of one frame has no difference: its delta statistics are 0.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.count: dict[int, int] = {}
-        self.first: dict[int, np.ndarray] = {}  # vggish: sum of embeddings; logmel: mean
-        self.second: dict[int, np.ndarray] = {}  # logmel: sum of squared deviations from the mean
+        self.count: dict[int, int] = {}  # vggish: examples
+        self.first: dict[int, np.ndarray] = {}  # vggish: sum of embeddings
+        self.frames: dict[int, tuple] = {}  # logmel: `_moments` of the frames
+        self.deltas: dict[int, tuple] = {}  # logmel: `_moments` of [d, |d|] (n_mels columns each)
+        self.last: dict[int, np.ndarray] = {}  # logmel: the last frame pooled (the next piece's d_0 starts there)
 
     def add(self, clip: int, values: np.ndarray) -> None:
-        """Fold one piece's rows (its examples' embeddings, or its log-mel frames) into the clip."""
+        """Fold one piece's rows (its examples' embeddings, or its log-mel frames, in order) into the clip."""
         values = values.astype(np.float64)
-        n = len(values)
         if self.name == "vggish":
             self.first[clip] = self.first.get(clip, 0.0) + values.sum(axis=0)
-            self.count[clip] = self.count.get(clip, 0) + n
+            self.count[clip] = self.count.get(clip, 0) + len(values)
             return
-        mean = values.mean(axis=0)
-        m2 = ((values - mean) ** 2).sum(axis=0)
-        if clip not in self.count:
-            self.count[clip], self.first[clip], self.second[clip] = n, mean, m2
+        if not len(values):
             return
-        had = self.count[clip]
-        total = had + n
-        delta = mean - self.first[clip]
-        self.first[clip] = self.first[clip] + delta * (n / total)
-        self.second[clip] = self.second[clip] + m2 + delta**2 * (had * n / total)
-        self.count[clip] = total
+        self.frames[clip] = _merged(self.frames.get(clip), _moments(values))
+        if clip in self.last:
+            values = np.concatenate([self.last[clip][None], values])
+        self.last[clip] = values[-1].copy()
+        if len(values) > 1:
+            diff = np.diff(values, axis=0)
+            self.deltas[clip] = _merged(self.deltas.get(clip), _moments(np.concatenate([diff, np.abs(diff)], axis=1)))
 
     def pop(self, clip: int) -> np.ndarray:
-        """The clip's feature vector (128,) float32, forgetting the clip."""
-        n, first = self.count.pop(clip), self.first.pop(clip)
+        """The clip's feature vector, float32, forgetting the clip: (128,) for vggish, (256,) for logmel.
+
+        Log-mel: [mean (64), std (64), mean |d| (64), std d (64)], population stds.
+        """
         if self.name == "vggish":
+            n, first = self.count.pop(clip), self.first.pop(clip)
             return (first / n).astype(np.float32)
-        return np.concatenate([first, np.sqrt(self.second.pop(clip) / n)]).astype(np.float32)
+        n, mean, m2 = self.frames.pop(clip)
+        self.last.pop(clip)
+        bands = len(mean)
+        if clip in self.deltas:
+            dn, dmean, dm2 = self.deltas.pop(clip)
+            abs_mean, std = dmean[bands:], np.sqrt(dm2[:bands] / dn)
+        else:  # one frame: no difference
+            abs_mean, std = np.zeros(bands), np.zeros(bands)
+        return np.concatenate([mean, np.sqrt(m2 / n), abs_mean, std]).astype(np.float32)
 
     def drop(self, clip: int) -> None:
-        for table in (self.count, self.first, self.second):
+        for table in (self.count, self.first, self.frames, self.deltas, self.last):
             table.pop(clip, None)
 
 
