@@ -14,6 +14,10 @@ near its parent's seen leaves. This script measures that ceiling on a workflow's
   mean ± std over seeds, each with `rbl.train.fit` as `rbl train` runs it (one torch thread).
 
     python benchmarks/coarse_transfer.py results/instruments --config config/instruments.yaml --seeds 0 1 2
+    python benchmarks/coarse_transfer.py results/instruments --columns 128 --probe-only   # the earlier features
+
+`--columns N` keeps the first N feature columns: with `logmel`, 128 are the per-band mean and std
+that made up the features before the delta statistics were added (docs/ARCHITECTURE.md).
 
 If training on the coarse level alone does not lift unseen classes' coarse silhouette 0.1 above
 the control, no weighting of the levels inside RbL can: the limit is in the features.
@@ -71,12 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
     parser.add_argument("--base", default="RbL", help="experiment of --config to train")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--columns", type=int, help="keep only the first N feature columns")
+    parser.add_argument("--probe-only", action="store_true", help="the linear probe and InitEmb only, no training")
     args = parser.parse_args(argv)
 
     taxonomy = load_taxonomy(args.results / "taxonomy.csv")
     labels = level_codes(read_csv(args.results / "manifest.csv"), taxonomy)
     split = read_csv(args.results / "splits.csv")["split"].to_numpy()
     x = np.load(next((args.results / "features").glob("*.norm.npz")))["x"]
+    if args.columns is not None:
+        if not 0 < args.columns <= x.shape[1]:
+            parser.error(f"--columns {args.columns}: the features have {x.shape[1]} columns")
+        x = x[:, : args.columns]
     coarse = labels[:, 0]
     level = taxonomy.levels[0]
     torch.set_num_threads(1)
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     rows = [{"run": "InitEmb (the features)", "seed": 0, **coarse_silhouettes(x, coarse, split)}]
-    for name, train_labels in runs.items():
+    for name, train_labels in {} if args.probe_only else runs.items():
         for seed in args.seeds:
             y = train_labels(seed)
             checkpoint, _ = fit(x[train], y[train], x[val], y[val], settings, seed, torch.device("cpu"), progress=False)
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     chance = 1 / len(np.unique(coarse[coarse >= 0]))
     probe = probe_accuracy(x, coarse, split)
-    print(f"## {args.results.name}: the {level} level\n")
+    print(f"## {args.results.name}: the {level} level ({x.shape[1]} feature columns)\n")
     print(f"Linear probe of {level} (trained on the seen classes' train + val clips; chance {chance:.3f}):\n")
     print(pd.DataFrame([probe], index=["accuracy"]).round(3).to_markdown())
     table = pd.DataFrame(rows).groupby("run", sort=False)[list(TESTS)].agg(["mean", "std"])
