@@ -241,11 +241,15 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# a shard's count line (rbl.extraction.extract logs it)
+COUNT_LINE = r"features: \d+ clip\(s\) computed, \d+ from the cache(?: \([^)]*\))?, \d+ skipped"
+
+
 def extract_logs(workdir: Path) -> list[str]:
     """The count line of every shard's extract log."""
     lines = []
     for log in sorted((workdir / f"results/{NAME}/logs/extract").glob("*.log")):
-        found = re.findall(r"features: \d+ clip\(s\) computed, \d+ from the cache, \d+ skipped", log.read_text())
+        found = re.findall(COUNT_LINE, log.read_text())
         lines.append(f"shard {log.stem}: {found[-1] if found else '(no count line)'}")
     return lines
 

@@ -87,11 +87,14 @@ def test_the_key_follows_the_code_and_the_settings(tmp_path):
     from rbl.codehash import modules_hash
 
     assert logmel["code"] == modules_hash(["rbl.features"])
-    # The cache module and the torch-free driver are part of the feature code's closure.
+    # The code that computes and stores a vector is part of the key; the driver that only decides
+    # where each row comes from (cache, previous matrix, computation) is not, so editing it never
+    # makes every clip be computed again.
     from rbl.codehash import closure
 
     names = {p.relative_to(SRC / "rbl").as_posix() for p in closure(["rbl.features"])}
-    assert {"cache.py", "extraction.py", "features.py", "vggish/frontend.py", "audio.py"} <= names
+    assert {"cache.py", "features.py", "vggish/frontend.py", "audio.py"} <= names
+    assert not {"extraction.py", "previous.py", "shards.py"} & names
     assert Cache(tmp_path, logmel).dir != Cache(tmp_path, {**logmel, "code": "0" * 16}).dir
 
 

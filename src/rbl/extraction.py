@@ -22,15 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from rbl.cache import open_cache
-from rbl.errors import InputError
+from rbl.errors import ON_ERROR_HINT, InputError, reason
 from rbl.feature_settings import EXTRACTORS, ON_ERROR, PRECOMPUTED, ExtractSettings
+from rbl.previous import take_rows
 
 log = logging.getLogger(__name__)
-
-ON_ERROR_HINT = (
-    "or set the config key features.on_error: skip to leave such clips out "
-    "(they are listed with the reason in results/<dataset>/skipped.csv)"
-)
 
 
 def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
@@ -46,12 +42,6 @@ def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
             raise
         return "logmel", f"VGGish weights unavailable ({err})"
     return "vggish", "configured" if settings.extractor == "vggish" else "weights found"
-
-
-def _reason(err: Exception, path: str) -> str:
-    """An error's message without the leading '<path>: ' (the skipped list names the file itself)."""
-    text = str(err)
-    return text[len(path) + 2 :] if text.startswith(f"{path}: ") else text
 
 
 def _npy_bytes(n: int) -> str:
@@ -132,7 +122,7 @@ def load_precomputed(paths: list[str], on_error: str = "stop", skipped: dict[int
                 raise
             if on_error != "skip":
                 raise InputError(f"{err}; {ON_ERROR_HINT}") from None
-            skipped[i] = _reason(err, path)
+            skipped[i] = reason(err, path)
             log.warning("skipped %s: %s", path, skipped[i])
             rows.append(None)
             continue
@@ -178,13 +168,15 @@ def extract(
     cache_root: Path,
     progress: bool = True,
     sweep: bool = True,
+    previous: tuple[Path, Path] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """(N, D) features of the files, in order (D: the extractor's `DIMS`), and a record of what was done.
 
     Clips in the cache are read from it; the others are computed by rbl.features (torch, imported
     only then) on `settings.device` ("auto" resolved then: the record's settings say the device
     that computed, or the configured one when nothing was computed). `sweep`: also remove the
-    temporaries of interrupted cache writes (rbl.cache.Cache.remove_stale_temporaries).
+    temporaries of interrupted cache writes (rbl.cache.Cache.remove_stale_temporaries). `previous`:
+    the feature matrix and index the last gather wrote (rbl.previous), looked up before the cache.
 
     A clip that cannot be decoded raises InputError (on_error "stop") or is skipped (on_error
     "skip"): its row is NaN and `info["skipped_clips"]` lists {"row", "path", "reason"}.
@@ -198,7 +190,16 @@ def extract(
     log.warning(banner) if name != settings.extractor else log.info(banner)
     cache = open_cache(name, settings, cache_root, sweep)
     out = np.zeros((len(paths), cache.dim), dtype=np.float32)
-    todo = cache.read(digests, out)
+    reused = np.zeros(len(paths), dtype=bool)
+    if previous is not None:
+        matrix, index = previous
+        reused = take_rows(index, matrix, str(cache.dir), digests, out)
+    rest = np.flatnonzero(~reused)
+    todo: list[int] = []
+    if rest.size:
+        block = out[rest]
+        todo = [int(rest[j]) for j in cache.read([digests[i] for i in rest], block)]
+        out[rest] = block
     # Identical audio under two names is computed once.
     unique: dict[str, int] = {}
     for i in todo:
@@ -226,6 +227,7 @@ def extract(
         "n_clips": len(paths),
         "computed": len(work) - len(failed),
         "from_cache": len(paths) - len(todo),
+        "from_previous": int(reused.sum()),
         "skipped": len(skipped_clips),
         "on_error": settings.on_error,
         "skipped_clips": skipped_clips,
@@ -234,9 +236,10 @@ def extract(
         "settings": dataclasses.asdict(settings),
     }
     log.info(
-        "features: %d clip(s) computed, %d from the cache, %d skipped",
+        "features: %d clip(s) computed, %d from the cache (%d of them from the previous matrix), %d skipped",
         info["computed"],
         info["from_cache"],
+        info["from_previous"],
         len(skipped_clips),
     )
     return out, info

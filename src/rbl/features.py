@@ -33,8 +33,7 @@ from tqdm import tqdm
 
 from rbl import audio
 from rbl.cache import Cache
-from rbl.errors import InputError
-from rbl.extraction import ON_ERROR_HINT, _reason
+from rbl.errors import ON_ERROR_HINT, InputError, reason
 from rbl.feature_settings import ExtractSettings
 from rbl.vggish.frontend import EXAMPLE_FRAMES, N_MELS, frame_pieces, pieces_logmel
 from rbl.vggish.model import CPU_CNN_BATCH
@@ -90,7 +89,7 @@ class _Clip:
             self.ahead = next(self.pieces, None)
             return piece, frames, self.ahead is None, ""
         except InputError as err:
-            return None, 0, True, _reason(err, self.path)
+            return None, 0, True, reason(err, self.path)
         except Exception as err:  # noqa: BLE001 - any failure while decoding is the file's (or its size's)
             if _out_of_memory(err):
                 return None, 0, True, _memory_reason(err, "decoding it")

@@ -24,7 +24,7 @@ def merge_infos(infos: list[dict]) -> dict:
     if len(extractors) != 1:
         raise InputError(f"shards were extracted with different extractors {sorted(extractors)}; rerun them")
     merged = {k: v for k, v in infos[0].items() if k not in ("shard", "skipped_clips")}
-    for key in ("n_clips", "computed", "from_cache", "skipped"):
+    for key in ("n_clips", "computed", "from_cache", "from_previous", "skipped"):
         merged[key] = sum(i.get(key, 0) for i in infos)
     merged["skipped_clips"] = [clip for i in infos for clip in i.get("skipped_clips", [])]
     merged["shards"] = len(infos)

@@ -20,9 +20,14 @@ rule extract:
         weights=weights_params(),
         shards=SHARDS,
         code=code_version("extract"),
+        # The last gather's matrix and its index, looked up before the per-clip cache (rbl.previous);
+        # not inputs: this job's own results feed them, and absent or stale ones are not used.
+        previous=f"{RESULTS}/features/{EXTRACTOR}.npy",
+        previous_index=f"{RESULTS}/features/{EXTRACTOR}.index.npz",
     shell:
         "rbl extract --manifest {input:q} {params.settings} --workers {threads} "
         "--shard {wildcards.shard:q} --shards {params.shards:q} "
+        "--previous {params.previous:q} --previous-index {params.previous_index:q} "
         "--out {output.features:q} --info {output.info:q} 2> {log:q}"
 
 
@@ -39,6 +44,8 @@ rule gather_features:
     output:
         features=f"{RESULTS}/features/{EXTRACTOR}.npy",
         info=f"{RESULTS}/features/{EXTRACTOR}.json",
+        # which clip each row of features is, for the next extraction (rbl.previous)
+        index=f"{RESULTS}/features/{EXTRACTOR}.index.npz",
         # Clips left out by features.on_error: skip (file, reason); the split stage marks them.
         skipped=f"{RESULTS}/skipped.csv",
     log:
@@ -49,7 +56,8 @@ rule gather_features:
         code=code_version("gather"),
     shell:
         "rbl gather --manifest {input.manifest:q} --parts {input.parts:q} --infos {input.infos:q} "
-        "--out {output.features:q} --info {output.info:q} --skipped {output.skipped:q} 2> {log:q}"
+        "--out {output.features:q} --info {output.info:q} --index {output.index:q} "
+        "--skipped {output.skipped:q} 2> {log:q}"
 
 
 rule normalise:

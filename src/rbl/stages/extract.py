@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=int, default=0, help="this job's shard, counted from 0")
     p.add_argument("--shards", type=int, default=1, help="number of shards the manifest is cut into")
     p.add_argument("--skipped", default="", help="also write the skipped clips (file, reason) to this CSV")
+    p.add_argument("--previous", default="", help="the last gather's feature matrix, looked up before the cache")
+    p.add_argument("--previous-index", default="", help="the index gather wrote beside --previous")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -40,8 +42,17 @@ def run(args: argparse.Namespace) -> None:
             raise InputError("extract: --cache-dir is needed to compute features (features.cache_dir)")
         # The first shard sweeps the cache for temporaries of interrupted writes (one listing of
         # the whole cache per extraction, not one per shard).
+        if bool(args.previous) != bool(args.previous_index):
+            raise InputError("extract: give --previous and --previous-index together")
+        previous = (Path(args.previous), Path(args.previous_index)) if args.previous else None
         feats, info = extract(
-            paths, digests, settings, Path(args.cache_dir), progress=not args.quiet, sweep=args.shard == 0
+            paths,
+            digests,
+            settings,
+            Path(args.cache_dir),
+            progress=not args.quiet,
+            sweep=args.shard == 0,
+            previous=previous,
         )
     # Name skipped clips as the manifest does (its 'file'), for skipped.csv and the split stage.
     files = list(manifest["file"].iloc[rows])

@@ -21,18 +21,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="feature matrix to write (.npy)")
     p.add_argument("--info", required=True, help="extraction record to write (.json)")
     p.add_argument("--skipped", default="", help="write the skipped clips of all shards (file, reason) here")
+    p.add_argument("--index", default="", help="write the index of --out's rows here (for the next extraction)")
 
 
 def run(args: argparse.Namespace) -> None:
+    from rbl.previous import write_index
     from rbl.shards import merge_infos
 
     if len(args.parts) != len(args.infos):
         raise InputError("gather: give one --infos file per --parts file, in the same order")
     feats = np.concatenate([load_array(p) for p in args.parts])
-    n = len(read_table(args.manifest, ["file"]))
+    manifest = read_table(args.manifest, ["file", "sha256"] if args.index else ["file"])
+    n = len(manifest)
     if len(feats) != n:
         raise InputError(f"gather: the shards hold {len(feats)} clips, the manifest {n}; rerun extraction")
-    info = merge_infos([json.loads(Path(p).read_text()) for p in args.infos])
+    infos = [json.loads(Path(p).read_text()) for p in args.infos]
+    info = merge_infos(infos)
     if info["n_clips"] != n:
         raise InputError(
             f"gather: the shards' records count {info['n_clips']} clips, the manifest {n}; rerun extraction"
@@ -50,3 +54,7 @@ def run(args: argparse.Namespace) -> None:
     if args.skipped:
         write_skipped(info["skipped_clips"], args.skipped, info, keep_list=False)
     write_features(feats, info, args.out, args.info)
+    if args.index:
+        # The vectors of one cache folder (precomputed ones have none: an index that never matches).
+        folders = {i.get("cache_dir", "") for i in infos}
+        write_index(args.index, args.out, manifest["sha256"].tolist(), folders.pop() if len(folders) == 1 else "")
