@@ -15,10 +15,11 @@ import pytest
 import soundfile as sf
 
 from rbl.atomic import atomic_path
+from rbl.cli import main
 from rbl.demo import generate
 from rbl.previous import take_rows, write_index
 
-from runs import load_test_config, snakemake, write_config
+from runs import load_test_config, logmel_extract_args, snakemake, write_config
 
 DIM = 6
 FOLDER = "cache/0123456789abcdef"
@@ -133,3 +134,11 @@ def test_workflow_rerun_takes_earlier_clips_from_the_previous_matrix(tmp_path):
     info = json.loads((tmp_path / "results/user/features/logmel.json").read_text())
     assert (info["computed"], info["from_cache"], info["from_previous"]) == (0, n + 1, 0)
     assert np.load(tmp_path / target).tobytes() == second.tobytes()
+
+
+def test_extract_wants_the_matrix_and_its_index_together(tmp_path, capsys):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"file,path,sha256\na.wav,{tmp_path / 'a.wav'},{digest(0)}\n")
+    args = logmel_extract_args(manifest, tmp_path / "cache", tmp_path / "out", "--previous", tmp_path / "m.npy")
+    assert main(args) != 0
+    assert "give --previous and --previous-index together" in capsys.readouterr().err

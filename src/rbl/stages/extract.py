@@ -40,11 +40,11 @@ def run(args: argparse.Namespace) -> None:
     else:
         if not args.cache_dir:
             raise InputError("extract: --cache-dir is needed to compute features (features.cache_dir)")
-        # The first shard sweeps the cache for temporaries of interrupted writes (one listing of
-        # the whole cache per extraction, not one per shard).
         if bool(args.previous) != bool(args.previous_index):
             raise InputError("extract: give --previous and --previous-index together")
         previous = (Path(args.previous), Path(args.previous_index)) if args.previous else None
+        # The first shard sweeps the cache for temporaries of interrupted writes (one listing of
+        # the whole cache per extraction, not one per shard).
         feats, info = extract(
             paths,
             digests,
