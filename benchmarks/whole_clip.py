@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rbl.vggish.frontend import EXAMPLE_FRAMES, N_MELS, _check_1d, _frontend_like, examples_in, frames_in
+from rbl.logmel import EXAMPLE_FRAMES, N_MELS, examples_in, frames_in
+from rbl.vggish.frontend import _check_1d, _frontend_like
 
 
 def _clip_index(counts: list[int], device: torch.device) -> Tensor:

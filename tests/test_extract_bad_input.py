@@ -138,8 +138,8 @@ def test_allocation_failure_while_decoding_is_skipped(io, dataset, cache, monkey
 
 
 def test_allocation_failure_in_the_frontend_skips_only_the_clip_that_needs_it(tmp_path, monkeypatch):
-    """A frontend call that cannot allocate is retried piece by piece; only the piece that fails alone
-    (torch's CPU allocator error here) takes its clip out, and the other clips' features are unchanged."""
+    """A group of pieces that cannot be computed for want of memory is retried piece by piece; only
+    the piece that fails alone takes its clip out, and the other clips' features are unchanged."""
     paths = []
     for k, seconds in enumerate([0.5, 1.0, 2.0, 0.7]):
         path = tmp_path / f"c{k}.wav"
@@ -149,20 +149,18 @@ def test_allocation_failure_in_the_frontend_skips_only_the_clip_that_needs_it(tm
     settings = extraction.ExtractSettings(extractor="logmel", batch_clips=4, on_error="skip")
     clean, _ = extraction.extract(paths, digests, settings, tmp_path / "clean", progress=False)
 
-    logmel, calls = features.pieces_logmel, []
+    logmel, calls = features.logmel_frames, []
 
-    def limited(waves, frames):
-        calls.append(len(waves))
-        if any(len(w) == 2 * RATE for w in waves):
-            raise RuntimeError(
-                "[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: not enough memory: "
-                "you tried to allocate 4294967296 bytes."
-            )
-        return logmel(waves, frames)
+    def limited(wave, frames):
+        calls.append(len(wave) / RATE)
+        if len(wave) == 2 * RATE:
+            raise NUMPY_OOM
+        return logmel(wave, frames)
 
-    monkeypatch.setattr(features, "pieces_logmel", limited)
+    monkeypatch.setattr(features, "logmel_frames", limited)
     feats, info = extraction.extract(paths, digests, settings, tmp_path / "cache", progress=False)
-    assert calls == [4, 1, 1, 1, 1]
+    # the group of 4 fails at the third clip, then each piece alone: only the third fails again
+    assert calls == [0.5, 1.0, 2.0, 0.5, 1.0, 2.0, 0.7]
     assert [c["path"] for c in info["skipped_clips"]] == [paths[2]]
     assert info["skipped_clips"][0]["reason"].startswith("ran out of memory computing its features")
     assert np.isnan(feats[2]).all()
@@ -176,9 +174,24 @@ def test_allocation_failure_in_the_frontend_skips_only_the_clip_that_needs_it(tm
             progress=False,
         )
     # Errors that are not allocation failures are bugs: they are raised, never skipped.
-    monkeypatch.setattr(features, "pieces_logmel", lambda waves, frames: 1 / 0)
+    monkeypatch.setattr(features, "logmel_frames", lambda wave, frames: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         extraction.extract(paths, digests, settings, tmp_path / "bug", progress=False)
+
+
+def test_allocation_failures_are_told_from_bugs():
+    """numpy's MemoryError and torch's CPU allocator error (VGGish) are allocation failures; others are not."""
+    import torch  # as VGGish extraction has, when its errors arise
+
+    assert features._out_of_memory(NUMPY_OOM)
+    torch_cpu = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: not enough memory: "
+        "you tried to allocate 4294967296 bytes."
+    )
+    assert features._out_of_memory(torch_cpu)
+    assert features._out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not features._out_of_memory(ZeroDivisionError("division by zero"))
+    assert not features._out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
 
 
 # --- precomputed features ---------------------------------------------------------------------

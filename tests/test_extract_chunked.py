@@ -14,19 +14,18 @@ from whole_clip import clip_examples, clip_logmel_stats  # benchmarks/: the whol
 from rbl import audio, features
 from rbl.cache import DIMS
 from rbl.extraction import ExtractSettings, extract
-from rbl.vggish import load_extractor
-from rbl.vggish.frontend import (
+from rbl.logmel import (
     EXAMPLE_FRAMES,
     EXAMPLE_HOP_SAMPLES,
     EXAMPLE_SAMPLES,
     FRAME_OVERLAP,
     HOP_SAMPLES,
-    LogMelFrontend,
     examples_in,
     frame_pieces,
     frames_in,
-    pieces_logmel,
 )
+from rbl.vggish import load_extractor
+from rbl.vggish.frontend import LogMelFrontend, pieces_logmel
 from rbl.vggish.weights import CNN_FILENAME, PCA_FILENAME
 
 from test_vggish_model import random_pca, random_state_dict

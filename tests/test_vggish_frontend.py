@@ -8,7 +8,9 @@ import pytest
 import torch
 from whole_clip import clip_examples, clip_logmel_stats  # benchmarks/: the reference
 
+from rbl import logmel
 from rbl.vggish import (
+    CPU_CNN_BATCH,
     EXAMPLE_FRAMES,
     EXAMPLE_HOP_SAMPLES,
     EXAMPLE_SAMPLES,
@@ -17,6 +19,7 @@ from rbl.vggish import (
     LogMelFrontend,
     mel_matrix,
 )
+from rbl.vggish.frontend import periodic_hann
 
 import torchvggish_style  # benchmarks/ (see conftest.py)
 
@@ -86,6 +89,40 @@ def test_logmel_frames_match_reference(kind, n):
     assert_float32_close(ours, ref)
     if kind == "noise":  # broadband: every band is energetic, so plain 1e-4 holds everywhere
         np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["noise", "tones"])
+@pytest.mark.parametrize("n", LENGTHS + [400, 559, 560])
+def test_numpy_logmel_frames_match_reference_and_the_torch_frontend(kind, n):
+    """rbl.logmel (the `logmel` extractor's frames, numpy) against the reference and the torch frontend."""
+    x = signal(kind, n)
+    ref = ref_log_mel(x.astype(np.float64))
+    frames = 1 + (n - 400) // 160
+    ours = logmel.logmel_frames(x, frames)
+    assert ours.shape == ref.shape == (frames, N_MELS) and ours.dtype == np.float32
+    assert_float32_close(ours, ref)
+    assert_float32_close(ours, LogMelFrontend(dtype=torch.float64)(torch.from_numpy(x).double()[None])[0].numpy())
+    # fewer frames than the samples hold: the first ones; more: the end zero-padded, as clip_logmel does
+    fewer = max(1, frames - 2)
+    np.testing.assert_allclose(logmel.logmel_frames(x, fewer), ours[:fewer], atol=1e-5, rtol=0)
+    padded = LogMelFrontend().clip_logmel([torch.from_numpy(x)], [frames + 3]).numpy()
+    assert_float32_close(logmel.logmel_frames(x, frames + 3), padded.astype(np.float64))
+
+
+def test_numpy_tables_are_the_torch_frontends():
+    np.testing.assert_array_equal(logmel.mel_matrix(), mel_matrix(dtype=torch.float64).numpy())
+    ref = ref_spectrogram_to_mel_matrix(64, 257, 16000, 125.0, 7500.0)
+    np.testing.assert_allclose(logmel.mel_matrix(), ref, atol=1e-12, rtol=0)
+    np.testing.assert_array_equal(logmel.periodic_hann(), periodic_hann(dtype=torch.float64).numpy())
+    with pytest.raises(ValueError, match="1-D"):
+        logmel.logmel_frames(np.zeros((2, 800), np.float32), 1)
+
+
+def test_piece_size_is_one_cpu_cnn_call():
+    """features.PIECE_FRAMES is written out (importing rbl.vggish would import torch): it must stay one CNN call."""
+    from rbl import features
+
+    assert features.PIECE_FRAMES == CPU_CNN_BATCH * EXAMPLE_FRAMES
 
 
 def test_pure_tone_float64_frontend_is_exact_and_float32_within_rounding():

@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 
 from rbl.errors import InputError
-from rbl.vggish.frontend import MEL_LOW_HZ
+from rbl.logmel import MEL_LOW_HZ
 
 TARGET_RATE = 16000
 _WAV_SIZE_UNKNOWN = (0, 0xFFFFFFFF)  # streaming writers leave the data size unset

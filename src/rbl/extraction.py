@@ -1,9 +1,10 @@
 """Extraction of one shard: the extractor, the cached clips, the rest computed; or precomputed vectors.
 
 Needs no torch itself. The clips whose vectors the cache holds (rbl.cache) are served with numpy
-alone; rbl.features, which decodes and computes with torch, is imported only when some clip of
-the shard is missing from the cache. Importing torch took about 2 s of every extract job, also of
-a shard whose clips were all cached (benchmarks/README.md, "Workflow at scale"). Precomputed
+alone; rbl.features, which decodes and computes, is imported only when some clip of the shard is
+missing from the cache, and imports torch only for VGGish (`logmel` is numpy: rbl.logmel).
+Importing torch took about 2 s of every extract job, also of a shard whose clips were all cached
+(benchmarks/README.md, "Workflow at scale"). Precomputed
 vectors (`dataset.features_dir`) are read here too: they need neither torch nor the cache.
 
 A clip that cannot be decoded (or whose decoding or features run out of memory) stops extraction
@@ -172,9 +173,10 @@ def extract(
 ) -> tuple[np.ndarray, dict]:
     """(N, D) features of the files, in order (D: the extractor's `DIMS`), and a record of what was done.
 
-    Clips in the cache are read from it; the others are computed by rbl.features (torch, imported
-    only then) on `settings.device` ("auto" resolved then: the record's settings say the device
-    that computed, or the configured one when nothing was computed). `sweep`: also remove the
+    Clips in the cache are read from it; the others are computed by rbl.features: VGGish with
+    torch (imported only then) on `settings.device` ("auto" resolved then), logmel with numpy on
+    the CPU. The record's settings say the device that computed, or the configured one when
+    nothing was computed. `sweep`: also remove the
     temporaries of interrupted cache writes (rbl.cache.Cache.remove_stale_temporaries). `previous`:
     the feature matrix and index the last gather wrote (rbl.previous), looked up before the cache.
 
@@ -207,11 +209,16 @@ def extract(
     work = list(unique.values())
     computed: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
-    if work:  # only now torch: a shard served wholly from the cache never imports it
-        from rbl.device import resolve_device
+    if work:  # only now decoding (and for VGGish torch): a shard served wholly from the cache needs neither
         from rbl.features import compute
 
-        settings = dataclasses.replace(settings, device=str(resolve_device(settings.device)))
+        if name == "vggish":
+            from rbl.device import resolve_device
+
+            device = str(resolve_device(settings.device))
+        else:
+            device = "cpu"  # rbl.logmel: numpy, whatever features.device says
+        settings = dataclasses.replace(settings, device=device)
         computed, failed = compute(paths, digests, work, name, settings, cache, progress)
     skipped_clips = []
     for i in todo:

@@ -1,4 +1,4 @@
-"""Clip-level features computed from audio: decoding in parallel threads, batched extraction (torch).
+"""Clip-level features computed from audio: decoding in parallel threads, batched extraction.
 
 Extractors: `vggish` (the published VGGish CNN + PCA, mean-pooled over the clip's 0.96 s
 examples: 128 values) and `logmel` (weightless: the same log-mel frontend, 256 values. Per band, the
@@ -10,7 +10,8 @@ arise there). `auto` takes VGGish when its weights are present or can be downloa
 and says so (rbl.extraction.choose_extractor).
 
 `rbl.extraction.extract` runs an extraction: it serves the clips the per-clip cache (rbl.cache)
-holds and calls `compute` here for the rest, so torch is imported only when some clip is missing.
+holds and calls `compute` here for the rest. `logmel` computes its frames with numpy (rbl.logmel)
+and never imports torch; `vggish` runs the torch frontend and CNN (rbl.vggish), imported then.
 The cache's key holds the source of this module's import closure: any edit to the decoding,
 resampling, frontend, network or pooling code recomputes every clip once.
 
@@ -24,26 +25,26 @@ bounded by the pieces held, not by any clip's length (benchmarks/extract_memory.
 from __future__ import annotations
 
 import logging
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from rbl import audio
 from rbl.cache import Cache
 from rbl.errors import ON_ERROR_HINT, InputError, reason
 from rbl.feature_settings import ExtractSettings
-from rbl.vggish.frontend import EXAMPLE_FRAMES, N_MELS, frame_pieces, pieces_logmel
-from rbl.vggish.model import CPU_CNN_BATCH
+from rbl.logmel import EXAMPLE_FRAMES, frame_pieces, logmel_frames
 
 log = logging.getLogger(__name__)
 
 # Frames per piece of a long clip: 64 VGGish examples (61.44 s, 3.9 MB of samples), one CNN call
-# (CPU_CNN_BATCH). Clips up to this long are batched whole as before; longer ones go on piece by
-# piece, so memory does not grow with a clip's length.
-PIECE_FRAMES = CPU_CNN_BATCH * EXAMPLE_FRAMES
+# (rbl.vggish.model.CPU_CNN_BATCH; not imported from there, which would import torch: a test checks
+# they agree). Clips up to this long are batched whole as before; longer ones go on piece by piece,
+# so memory does not grow with a clip's length.
+PIECE_FRAMES = 64 * EXAMPLE_FRAMES
 # Samples of pieces in one frontend call: 8.4 M (524 s of audio, about 300 MB of frames and spectra;
 # a batch of 32 clips of 10 s is 5.1 M, one call as before).
 GROUP_SAMPLES = 2**23
@@ -56,6 +57,7 @@ def _batched(items: list, size: int):
 
 def _out_of_memory(err: BaseException) -> bool:
     """Whether an exception is an allocation failure (numpy's MemoryError, torch's CPU allocator)."""
+    torch = sys.modules.get("torch")  # only VGGish imports it
     if isinstance(err, MemoryError) or isinstance(err, getattr(torch, "OutOfMemoryError", MemoryError)):
         return True
     text = str(err).lower()
@@ -195,7 +197,7 @@ class _Extraction:
     """
 
     def __init__(
-        self, paths: list[str], digests: list[str], name: str, model, device: torch.device, cache: Cache, on_error: str
+        self, paths: list[str], digests: list[str], name: str, model, device, cache: Cache, on_error: str
     ) -> None:
         self.paths, self.digests, self.name, self.model, self.device = paths, digests, name, model, device
         self.cache, self.on_error = cache, on_error
@@ -213,17 +215,19 @@ class _Extraction:
         log.warning("skipped %s: %s", self.paths[i], why)
 
     def rows_of(self, group: list[tuple[int, np.ndarray, int, bool]]) -> list[np.ndarray]:
-        """Per piece: its examples' embeddings (vggish) or its log-mel frames (logmel), one frontend call."""
+        """Per piece: its log-mel frames (logmel, numpy), or its examples' embeddings (vggish: one
+        torch frontend and CNN call on the device for the whole group)."""
+        if self.name != "vggish":
+            return [logmel_frames(wave, k) for _, wave, k, _ in group]
+        import torch
+
+        from rbl.vggish.frontend import N_MELS, pieces_logmel
+
         waves = [torch.from_numpy(wave).to(self.device) for _, wave, _, _ in group]
         frames = [k for _, _, k, _ in group]
         with torch.inference_mode():
-            logmel = pieces_logmel(waves, frames)
-            if self.name == "vggish":
-                out = self.model(logmel.view(-1, EXAMPLE_FRAMES, N_MELS))
-                sizes = [k // EXAMPLE_FRAMES for k in frames]
-            else:
-                out, sizes = logmel, frames
-            return [part.numpy() for part in torch.split(out.float().cpu(), sizes)]
+            out = self.model(pieces_logmel(waves, frames).view(-1, EXAMPLE_FRAMES, N_MELS))
+            return [part.numpy() for part in torch.split(out.float().cpu(), [k // EXAMPLE_FRAMES for k in frames])]
 
     def compute(self, pieces: list[tuple[int, np.ndarray, int, bool]]) -> None:
         """Pool pieces (clip, samples, frames, last) into their clips; a clip is done with its last piece."""
@@ -264,7 +268,7 @@ class _Extraction:
         """Compute the clips `work`, a batch at a time, the next batch decoding while one computes.
 
         The next batch decodes in the threads while this one goes through the frontend and CNN
-        (torch releases the GIL). A batch holds the first piece of each clip (all of a clip up to
+        (numpy's FFT and torch release the GIL). A batch holds the first piece of each clip (all of a clip up to
         PIECE_FRAMES); a longer clip then goes on piece by piece (`rest_of`). Memory holds two
         batches of pieces (and one piece read ahead per clip, to tell its last), and one frontend
         call of GROUP_SAMPLES, whatever the clips' lengths.
@@ -311,7 +315,7 @@ class _Extraction:
                 return
 
 
-def _load_model(name: str, settings: ExtractSettings, device: torch.device):
+def _load_model(name: str, settings: ExtractSettings, device):
     """The VGGish model (None for logmel)."""
     if name != "vggish":
         return None
@@ -339,9 +343,14 @@ def compute(
     """Compute the clips `work` (indices into paths) with extractor `name` and put them in the cache.
 
     Returns the vectors computed and the reasons of the clips refused (on_error "skip"), both by
-    audio digest; with on_error "stop" a refused clip raises InputError naming it.
+    audio digest; with on_error "stop" a refused clip raises InputError naming it. `logmel` runs
+    on the CPU whatever `settings.device` says.
     """
-    device = torch.device(settings.device)
+    device = None
+    if name == "vggish":
+        import torch
+
+        device = torch.device(settings.device)
     job = _Extraction(paths, digests, name, _load_model(name, settings, device), device, cache, settings.on_error)
     job.run(work, settings.batch_clips, settings.workers, progress)
     return job.computed, job.failed
