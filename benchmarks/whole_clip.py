@@ -9,10 +9,12 @@ benchmarks/extract_memory.py and extract_speed.py.
 
 from __future__ import annotations
 
+import numpy as np
+import scipy.fft
 import torch
 from torch import Tensor
 
-from rbl.logmel import EXAMPLE_FRAMES, N_MELS, examples_in, frames_in
+from rbl.logmel import EXAMPLE_FRAMES, N_CEPSTRA, N_MELS, examples_in, frames_in
 from rbl.vggish.frontend import _check_1d, _frontend_like
 
 
@@ -37,29 +39,36 @@ def clip_examples(waveforms: list[Tensor]) -> tuple[Tensor, Tensor]:
 
 
 def clip_logmel_stats(waveforms: list[Tensor]) -> Tensor:
-    """Weightless clip features (B, 256): per clip and log-mel band, the mean and population std of all
+    """Weightless clip features (B, 336): per clip and log-mel band, the mean and population std of all
     its frames L[t], then the mean of |d_t| and the population std of d_t, d_t = L[t+1] - L[t] over
-    consecutive frames of the clip (0 for a clip of one frame).
+    consecutive frames of the clip (0 for a clip of one frame); then the same four of the frames'
+    first 20 cepstral coefficients (scipy's orthonormal DCT-II of the bands).
 
     Clips shorter than one example are zero-padded to 15600 samples as in `clip_examples`. All frames of
     all clips go through one frontend call; per-clip sums use index_add (differences across two clips
     left out).
     """
     if not waveforms:
-        return torch.zeros(0, 4 * N_MELS)
+        return torch.zeros(0, 4 * (N_MELS + N_CEPSTRA))
     _check_1d(waveforms)
     frontend = _frontend_like(waveforms)
     counts = [frames_in(w.shape[0]) for w in waveforms]
     logmel = frontend.clip_logmel(waveforms, counts)
     clip_index = _clip_index(counts, frontend.window.device)
-    mean, std = _mean_std(logmel, clip_index, counts)
+    dct = torch.from_numpy(scipy.fft.dct(np.eye(N_MELS), type=2, norm="ortho", axis=1)[:, :N_CEPSTRA])
+    cepstra = (logmel.double() @ dct.to(logmel.device)).to(logmel.dtype)
     same = clip_index[1:] == clip_index[:-1]
-    delta = (logmel[1:] - logmel[:-1])[same]
     delta_index = clip_index[1:][same]
     pairs = [max(k - 1, 1) for k in counts]  # (a clip of one frame has no pair: sums of 0 over 1)
-    abs_mean, _ = _mean_std(delta.abs(), delta_index, pairs)
-    _, delta_std = _mean_std(delta, delta_index, pairs)
-    return torch.cat([mean, std, abs_mean, delta_std], dim=1)
+
+    def four(frames: Tensor) -> list[Tensor]:
+        mean, std = _mean_std(frames, clip_index, counts)
+        delta = (frames[1:] - frames[:-1])[same]
+        abs_mean, _ = _mean_std(delta.abs(), delta_index, pairs)
+        _, delta_std = _mean_std(delta, delta_index, pairs)
+        return [mean, std, abs_mean, delta_std]
+
+    return torch.cat(four(logmel) + four(cepstra), dim=1)
 
 
 def _mean_std(rows: Tensor, index: Tensor, counts: list[int]) -> tuple[Tensor, Tensor]:

@@ -557,7 +557,7 @@ def test_undecodable_audio_is_skipped_listed_and_counted(io, dataset, cache, nam
     assert info["skipped_file"] == str(dataset / "feats.skipped.csv")
     assert info["computed"] + info["from_cache"] == 24
     feats = np.load(dataset / "feats.npy")
-    assert feats.shape == (25, 256)
+    assert feats.shape == (25, 336)
     # The skipped row is NaN (never a made-up vector), every other row a real one.
     assert np.isnan(feats[24]).all() and np.isfinite(feats[:24]).all()
 
@@ -699,7 +699,7 @@ def test_silent_and_short_clips_give_finite_features_and_are_never_dropped(io, d
     assert ingest(io, dataset)[0] == 0
     assert extract(io, dataset, cache)[0] == 0
     feats = np.load(dataset / "feats.npy")
-    assert feats.shape == (28, 256) and np.isfinite(feats).all()
+    assert feats.shape == (28, 336) and np.isfinite(feats).all()
     info = json.loads((dataset / "feats.json").read_text())
     assert info["skipped"] == 0 and info["n_clips"] == 28
     silent = feats[24]

@@ -135,15 +135,15 @@ def test_reading_many_entries_checks_each_as_reading_one(tmp_path):
 def test_entries_are_sized_by_the_extractor(tmp_path):
     """The torch-free widths agree with the extractors' outputs, and an entry of another width is refused."""
     from rbl.features import _Pooling
-    from rbl.vggish.frontend import N_MELS
+    from rbl.logmel import N_CEPSTRA, N_MELS
 
-    assert DIMS == {"vggish": 128, "logmel": 4 * N_MELS}
+    assert DIMS == {"vggish": 128, "logmel": 4 * (N_MELS + N_CEPSTRA)}
     pooling = _Pooling("logmel")
     pooling.add(0, np.random.default_rng(0).standard_normal((5, N_MELS)))
     assert pooling.pop(0).shape == (DIMS["logmel"],)
     wide = Cache(tmp_path, {"extractor": "logmel", "code": "test"}, DIMS["logmel"])
     wide.put("ef" * 32, np.ones(DIMS["logmel"], np.float32))
-    assert len(wide.path("ef" * 32).read_bytes()) == entry_size(DIMS["logmel"]) == ENTRY_SIZE + 4 * 128
+    assert len(wide.path("ef" * 32).read_bytes()) == entry_size(DIMS["logmel"]) == ENTRY_SIZE + 4 * 208
     assert wide.get("ef" * 32).tobytes() == np.ones(DIMS["logmel"], np.float32).tobytes()
     narrow = Cache(tmp_path, {"extractor": "logmel", "code": "test"}, DIM)
     assert narrow.dir == wide.dir and narrow.get("ef" * 32) is None and narrow.rejected == 1

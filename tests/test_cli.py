@@ -99,7 +99,7 @@ def test_extract_cache_computes_only_new_clips(ingested):
     info = json.loads((ingested / "b.json").read_text())
     assert (info["computed"], info["from_cache"]) == (4, 20)
     a, b = np.load(ingested / "a.npy"), np.load(ingested / "b.npy")
-    assert b.shape == (24, 256) and np.array_equal(a, b[:20]) and np.isfinite(b).all()
+    assert b.shape == (24, 336) and np.array_equal(a, b[:20]) and np.isfinite(b).all()
 
 
 def test_features_do_not_depend_on_the_batch_size(ingested):

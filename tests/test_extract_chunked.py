@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.fft
 import soundfile as sf
 import soxr
 import torch
@@ -171,15 +172,21 @@ def test_logmel_in_pieces_equals_the_whole_clip(tmp_path, small_pieces, batch):
 
 def brute_force_stats(frames: np.ndarray) -> np.ndarray:
     """The logmel vector by its definition, in float64: per band the mean and std of the frames, then
-    the mean |d_t| and std of d_t = L[t+1] - L[t] over the clip's consecutive frames (0, 0 for one frame)."""
+    the mean |d_t| and std of d_t = L[t+1] - L[t] over the clip's consecutive frames (0, 0 for one
+    frame); then the same four of each frame's first 20 MFCCs (scipy's orthonormal DCT-II)."""
     frames = np.asarray(frames, dtype=np.float64)
-    bands = frames.shape[1]
-    deltas = np.array([frames[t + 1] - frames[t] for t in range(len(frames) - 1)]).reshape(-1, bands)
-    if len(deltas):
-        abs_mean, std = np.abs(deltas).mean(axis=0), deltas.std(axis=0)
-    else:
-        abs_mean, std = np.zeros(bands), np.zeros(bands)
-    return np.concatenate([frames.mean(axis=0), frames.std(axis=0), abs_mean, std])
+
+    def four(values: np.ndarray) -> list[np.ndarray]:
+        columns = values.shape[1]
+        deltas = np.array([values[t + 1] - values[t] for t in range(len(values) - 1)]).reshape(-1, columns)
+        if len(deltas):
+            abs_mean, std = np.abs(deltas).mean(axis=0), deltas.std(axis=0)
+        else:
+            abs_mean, std = np.zeros(columns), np.zeros(columns)
+        return [values.mean(axis=0), values.std(axis=0), abs_mean, std]
+
+    cepstra = scipy.fft.dct(frames, type=2, norm="ortho", axis=1)[:, :20]
+    return np.concatenate(four(frames) + four(cepstra))
 
 
 def real_frames(n_samples: int, seed: int) -> np.ndarray:
@@ -223,10 +230,12 @@ def test_logmel_pooling_equals_a_brute_force_reference():
     for clip, pieces in clips.items():
         whole = np.concatenate(pieces)
         row = rows[clip]
-        assert row.shape == (DIMS["logmel"],) == (256,) and row.dtype == np.float32
+        assert row.shape == (DIMS["logmel"],) == (336,) and row.dtype == np.float32
         np.testing.assert_allclose(row, brute_force_stats(whole), rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(rows[1][128:], np.zeros(128, np.float32))
-    assert (rows[4][128:] > 0).all()
+    # one frame: the delta statistics of the bands (128:256) and of the cepstra (296:336) are 0
+    np.testing.assert_array_equal(rows[1][128:256], np.zeros(128, np.float32))
+    np.testing.assert_array_equal(rows[1][296:], np.zeros(40, np.float32))
+    assert (rows[4][128:256] > 0).all() and (rows[4][296:] > 0).all()
 
 
 def test_logmel_pooling_of_a_dropped_clip_starts_afresh():

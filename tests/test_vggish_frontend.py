@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.fft
 import torch
 from whole_clip import clip_examples, clip_logmel_stats  # benchmarks/: the reference
 
@@ -181,12 +182,13 @@ def test_clip_logmel_stats_match_reference():
     lengths = [8000, EXAMPLE_SAMPLES, 40000, 2 * EXAMPLE_HOP_SAMPLES + EXAMPLE_SAMPLES - 1]
     clips = [signal("noise", n) for n in lengths]
     stats = clip_logmel_stats([torch.from_numpy(c) for c in clips])
-    assert stats.shape == (len(clips), 4 * N_MELS)
+    assert stats.shape == (len(clips), 4 * (N_MELS + 20))
     for row, clip in zip(stats.numpy(), clips):
         padded = np.pad(clip, (0, max(0, EXAMPLE_SAMPLES - len(clip))))
         ref = ref_log_mel(padded.astype(np.float64))
-        delta = np.diff(ref, axis=0)
-        np.testing.assert_allclose(row[:N_MELS], ref.mean(axis=0), atol=1e-4, rtol=0)
-        np.testing.assert_allclose(row[N_MELS : 2 * N_MELS], ref.std(axis=0), atol=1e-4, rtol=0)
-        np.testing.assert_allclose(row[2 * N_MELS : 3 * N_MELS], np.abs(delta).mean(axis=0), atol=1e-4, rtol=0)
-        np.testing.assert_allclose(row[3 * N_MELS :], delta.std(axis=0), atol=1e-4, rtol=0)
+        # the bands' four statistics, then those of the first 20 MFCCs (scipy's orthonormal DCT-II)
+        for start, values in ((0, ref), (4 * N_MELS, scipy.fft.dct(ref, type=2, norm="ortho", axis=1)[:, :20])):
+            width, delta = values.shape[1], np.diff(values, axis=0)
+            expected = [values.mean(axis=0), values.std(axis=0), np.abs(delta).mean(axis=0), delta.std(axis=0)]
+            for k, value in enumerate(expected):
+                np.testing.assert_allclose(row[start + k * width : start + (k + 1) * width], value, atol=1e-4, rtol=0)

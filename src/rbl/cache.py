@@ -37,7 +37,7 @@ ENTRY_MAGIC = b"RBL1"
 # logmel: per band of the 64 log-mel bands, mean and std of the frames, mean |d| and std of d, their
 # frame-to-frame differences (rbl.features._Pooling; the number is spelled out here, not imported
 # from the torch frontend, so that this module stays torch-free; tests/test_cache.py checks it).
-DIMS = {"vggish": 128, "logmel": 4 * 64}
+DIMS = {"vggish": 128, "logmel": 4 * (64 + 20)}  # logmel: 4 statistics of 64 bands and 20 cepstra
 DIM = DIMS["vggish"]
 _VECTOR_AT = len(ENTRY_MAGIC) + 32
 

@@ -1,13 +1,14 @@
 """Clip-level features computed from audio: decoding in parallel threads, batched extraction.
 
 Extractors: `vggish` (the published VGGish CNN + PCA, mean-pooled over the clip's 0.96 s
-examples: 128 values) and `logmel` (weightless: the same log-mel frontend, 256 values. Per band, the
+examples: 128 values) and `logmel` (weightless: the same log-mel frontend, 336 values. Per band, the
 mean and std over time of the frames L[t], then the mean of |d_t| and the std of d_t, their
 frame-to-frame differences d_t = L[t+1] - L[t] over the whole clip: [mean (64), std (64),
-mean |d| (64), std d (64)], population stds. A clip of one frame has no difference: its two delta
-statistics are 0; extraction pads every clip to one 0.96 s example, 96 frames, so it does not
-arise there). `auto` takes VGGish when its weights are present or can be downloaded, else logmel,
-and says so (rbl.extraction.choose_extractor).
+mean |d| (64), std d (64)]; then the same four statistics of the frames' first 20 cepstral
+coefficients (MFCCs, rbl.logmel.cepstral_matrix), 80 values; population stds. A clip of one frame
+has no difference: its delta statistics are 0; extraction pads every clip to one 0.96 s example,
+96 frames, so it does not arise there). `auto` takes VGGish when its weights are present or can be
+downloaded, else logmel, and says so (rbl.extraction.choose_extractor).
 
 `rbl.extraction.extract` runs an extraction: it serves the clips the per-clip cache (rbl.cache)
 holds and calls `compute` here for the rest. `logmel` computes its frames with numpy (rbl.logmel)
@@ -36,7 +37,7 @@ from rbl import audio
 from rbl.cache import Cache
 from rbl.errors import ON_ERROR_HINT, InputError, reason
 from rbl.feature_settings import ExtractSettings
-from rbl.logmel import EXAMPLE_FRAMES, frame_pieces, logmel_frames
+from rbl.logmel import EXAMPLE_FRAMES, cepstral_matrix, frame_pieces, logmel_frames
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,11 @@ def _merged(a: tuple | None, b: tuple) -> tuple[int, np.ndarray, np.ndarray]:
 class _Pooling:
     """Running per-clip pooling over pieces, in float64: the mean VGGish embedding, or log-mel statistics.
 
-    Log-mel: per band, the mean and std of the frames L[t] and the mean of |d_t| and std of d_t of
-    their differences d_t = L[t+1] - L[t] (256 values, rbl.cache.DIMS). Each piece's (count, mean, sum of
-    squared deviations) of its frames, and of its differences [d, |d|], merge into the clip's with
+    Log-mel: for each of the 64 bands and then each of the 20 cepstral coefficients of a frame
+    (rbl.logmel.cepstral_matrix: the frames' MFCCs), the mean and std of the frames L[t] and the
+    mean of |d_t| and std of d_t of their differences d_t = L[t+1] - L[t] (336 values,
+    rbl.cache.DIMS). Each piece's (count, mean, sum of squared deviations) of its frames (bands and
+    cepstra side by side), and of its differences [d, |d|], merge into the clip's with
     Chan et al.'s pairwise update, which keeps the std as accurate as the two-pass whole-clip
     computation. A clip's pieces must come in order: the last frame of a piece is kept and prepended
     to the next, so the difference across a piece boundary is counted once, and only there. A clip
@@ -130,10 +133,11 @@ class _Pooling:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.cepstra = cepstral_matrix()  # logmel: frames (64 bands) -> their 20 cepstral coefficients
         self.count: dict[int, int] = {}  # vggish: examples
         self.first: dict[int, np.ndarray] = {}  # vggish: sum of embeddings
         self.frames: dict[int, tuple] = {}  # logmel: `_moments` of the frames
-        self.deltas: dict[int, tuple] = {}  # logmel: `_moments` of [d, |d|] (n_mels columns each)
+        self.deltas: dict[int, tuple] = {}  # logmel: `_moments` of [d, |d|] (84 columns each)
         self.last: dict[int, np.ndarray] = {}  # logmel: the last frame pooled (the next piece's d_0 starts there)
 
     def add(self, clip: int, values: np.ndarray) -> None:
@@ -145,6 +149,7 @@ class _Pooling:
             return
         if not len(values):
             return
+        values = np.concatenate([values, values @ self.cepstra], axis=1)
         self.frames[clip] = _merged(self.frames.get(clip), _moments(values))
         if clip in self.last:
             values = np.concatenate([self.last[clip][None], values])
@@ -154,22 +159,25 @@ class _Pooling:
             self.deltas[clip] = _merged(self.deltas.get(clip), _moments(np.concatenate([diff, np.abs(diff)], axis=1)))
 
     def pop(self, clip: int) -> np.ndarray:
-        """The clip's feature vector, float32, forgetting the clip: (128,) for vggish, (256,) for logmel.
+        """The clip's feature vector, float32, forgetting the clip: (128,) for vggish, (336,) for logmel.
 
-        Log-mel: [mean (64), std (64), mean |d| (64), std d (64)], population stds.
+        Log-mel: [mean (64), std (64), mean |d| (64), std d (64)] of the bands, then the same four
+        of the cepstral coefficients (20 each), population stds.
         """
         if self.name == "vggish":
             n, first = self.count.pop(clip), self.first.pop(clip)
             return (first / n).astype(np.float32)
         n, mean, m2 = self.frames.pop(clip)
         self.last.pop(clip)
-        bands = len(mean)
+        columns = len(mean)  # bands, then cepstra
         if clip in self.deltas:
             dn, dmean, dm2 = self.deltas.pop(clip)
-            abs_mean, std = dmean[bands:], np.sqrt(dm2[:bands] / dn)
+            abs_mean, std = dmean[columns:], np.sqrt(dm2[:columns] / dn)
         else:  # one frame: no difference
-            abs_mean, std = np.zeros(bands), np.zeros(bands)
-        return np.concatenate([mean, np.sqrt(m2 / n), abs_mean, std]).astype(np.float32)
+            abs_mean, std = np.zeros(columns), np.zeros(columns)
+        stats = [mean, np.sqrt(m2 / n), abs_mean, std]
+        bands = columns - self.cepstra.shape[1]
+        return np.concatenate([s[:bands] for s in stats] + [s[bands:] for s in stats]).astype(np.float32)
 
     def drop(self, clip: int) -> None:
         for table in (self.count, self.first, self.frames, self.deltas, self.last):

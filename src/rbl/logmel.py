@@ -29,6 +29,7 @@ LOG_OFFSET = 0.01
 EXAMPLE_FRAMES = 96
 EXAMPLE_SAMPLES = WINDOW_SAMPLES + (EXAMPLE_FRAMES - 1) * HOP_SAMPLES  # 15600
 EXAMPLE_HOP_SAMPLES = EXAMPLE_FRAMES * HOP_SAMPLES  # 15360
+N_CEPSTRA = 20  # the `logmel` extractor's cepstral coefficients per frame (cepstral_matrix)
 # Samples a run of frames spans past its last hop: that frame's window ends 240 samples after it.
 FRAME_OVERLAP = WINDOW_SAMPLES - HOP_SAMPLES
 
@@ -59,6 +60,19 @@ def mel_matrix() -> np.ndarray:
 def periodic_hann() -> np.ndarray:
     """The 400-sample periodic Hann window of mel_features.periodic_hann, float64."""
     return 0.5 - 0.5 * np.cos(2.0 * np.pi / WINDOW_SAMPLES * np.arange(WINDOW_SAMPLES))
+
+
+def cepstral_matrix() -> np.ndarray:
+    """The (64, 20) float64 matrix taking a log-mel frame to its first 20 cepstral coefficients (MFCCs).
+
+    The orthonormal DCT-II of the 64 bands (scipy.fft.dct(..., type=2, norm="ortho"), the MFCC
+    convention of librosa), its first N_CEPSTRA columns: the smooth spectral envelope that timbre
+    lives in, with the fine harmonic ripple of the pitch left out.
+    """
+    bands, k = np.arange(N_MELS)[:, None], np.arange(N_CEPSTRA)[None, :]
+    matrix = np.sqrt(2.0 / N_MELS) * np.cos(np.pi * k * (2 * bands + 1) / (2 * N_MELS))
+    matrix[:, 0] /= np.sqrt(2.0)
+    return matrix
 
 
 @cache
