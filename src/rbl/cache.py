@@ -27,6 +27,7 @@ import numpy as np
 
 from rbl.atomic import atomic_path
 from rbl.codehash import modules_hash
+from rbl.logmel import N_CEPSTRA, N_MELS
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,10 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 3
 ENTRY_MAGIC = b"RBL1"
 # Values per clip of each extractor; a cache entry holds one such vector. vggish: the embedding.
-# logmel: per band of the 64 log-mel bands, mean and std of the frames, mean |d| and std of d, their
-# frame-to-frame differences (rbl.features._Pooling; the number is spelled out here, not imported
-# from the torch frontend, so that this module stays torch-free; tests/test_cache.py checks it).
-DIMS = {"vggish": 128, "logmel": 4 * (64 + 20)}  # logmel: 4 statistics of 64 bands and 20 cepstra
+# logmel: for each of the 64 log-mel bands and 20 cepstral coefficients, mean and std of the
+# frames, mean |d| and std of d, their frame-to-frame differences (rbl.features._Pooling;
+# tests/test_cache.py checks the width against its output).
+DIMS = {"vggish": 128, "logmel": 4 * (N_MELS + N_CEPSTRA)}
 DIM = DIMS["vggish"]
 _VECTOR_AT = len(ENTRY_MAGIC) + 32
 

@@ -4,8 +4,8 @@ Needs no torch itself. The clips whose vectors the cache holds (rbl.cache) are s
 alone; rbl.features, which decodes and computes, is imported only when some clip of the shard is
 missing from the cache, and imports torch only for VGGish (`logmel` is numpy: rbl.logmel).
 Importing torch took about 2 s of every extract job, also of a shard whose clips were all cached
-(benchmarks/README.md, "Workflow at scale"). Precomputed
-vectors (`dataset.features_dir`) are read here too: they need neither torch nor the cache.
+(benchmarks/README.md, "Workflow at scale"). Precomputed vectors (`dataset.features_dir`) are read
+here too: they need neither torch nor the cache.
 
 A clip that cannot be decoded (or whose decoding or features run out of memory) stops extraction
 with a message naming the file (`on_error="stop"`, the default), or with `on_error="skip"` is left
@@ -176,9 +176,9 @@ def extract(
     Clips in the cache are read from it; the others are computed by rbl.features: VGGish with
     torch (imported only then) on `settings.device` ("auto" resolved then), logmel with numpy on
     the CPU. The record's settings say the device that computed, or the configured one when
-    nothing was computed. `sweep`: also remove the
-    temporaries of interrupted cache writes (rbl.cache.Cache.remove_stale_temporaries). `previous`:
-    the feature matrix and index the last gather wrote (rbl.previous), looked up before the cache.
+    nothing was computed. `sweep`: also remove the temporaries of interrupted cache writes
+    (rbl.cache.Cache.remove_stale_temporaries). `previous`: the feature matrix and index the last
+    gather wrote (rbl.previous), looked up before the cache.
 
     A clip that cannot be decoded raises InputError (on_error "stop") or is skipped (on_error
     "skip"): its row is NaN and `info["skipped_clips"]` lists {"row", "path", "reason"}.

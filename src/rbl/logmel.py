@@ -7,7 +7,7 @@ runs on (batched, on any device) from the same matrix and window, and the `logme
 computes its frames here, without torch. Numpy because importing torch costs about 1.4 s of every
 extract job that computes a clip (most of a one-clip rerun's extraction at 100,000 clips), and
 because numpy's float32 FFT frames a clip on the CPU about 3x faster than the torch frontend here
-(benchmarks/README.md, "Workflow at scale"). The two agree to float32 rounding (tests).
+(benchmarks/logmel_frontend.py). The two agree to float32 rounding (tests/test_vggish_frontend.py).
 """
 
 from __future__ import annotations
