@@ -8,13 +8,19 @@ near its parent's seen leaves. This script measures that ceiling on a workflow's
 - a supervised linear probe: multinomial logistic regression on the coarsest level, trained on the
   seen classes' `train` + `val` clips, scored on `test_seen` and on `test_unseen` (chance: one over
   the number of coarse classes);
-- the cosine silhouette at the coarsest level of InitEmb (the features), of the dataset's RbL
+- the cosine silhouette at the coarsest level of InitEmb (the features); of the features projected
+  by a linear discriminant analysis (shrinkage LDA, fitted on the same clips) of the coarsest level
+  and of the finest level: the linear maps built to separate the seen classes' levels; of the dataset's RbL
   experiment, of the same RbL trained on the coarsest level alone (the taxonomy cut at its first
   level: the most the loss could put on the coarse level), and of the random-hierarchy control;
-  mean ± std over seeds, each with `rbl.train.fit` as `rbl train` runs it (one torch thread).
+  mean ± std over seeds, each with `rbl.train.fit` as `rbl train` runs it (one torch thread);
+- with `--hindsight`, the same RbL and control kept at the epoch where the unseen classes' coarse
+  silhouette peaked (early stopping on `test_unseen` itself, patience off: an upper bound for any
+  stopping rule, not a method).
 
     python benchmarks/coarse_transfer.py results/instruments --config config/instruments.yaml --seeds 0 1 2
     python benchmarks/coarse_transfer.py results/instruments --columns 128 --probe-only   # the earlier features
+    python benchmarks/coarse_transfer.py results/instruments --set 'batch_size=64 lr=0.001' --hindsight
 
 `--columns N` keeps the first N feature columns: with `logmel`, 128 are the per-band mean and std
 that made up the features before the delta statistics were added (docs/ARCHITECTURE.md).
@@ -34,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 from loss_study import base_settings, parse_variant
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -61,6 +68,13 @@ def probe_accuracy(x: np.ndarray, coarse: np.ndarray, split: np.ndarray) -> dict
     return out
 
 
+def lda_projection(x: np.ndarray, target: np.ndarray, split: np.ndarray) -> np.ndarray:
+    """The features projected by a shrinkage LDA of `target`, fitted on the seen classes' train + val clips."""
+    rows = np.isin(split, ["train", "val"]) & (target >= 0)
+    lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(x[rows], target[rows])
+    return lda.transform(x)
+
+
 def coarse_silhouettes(emb: np.ndarray, coarse: np.ndarray, split: np.ndarray) -> dict[str, float]:
     out = {}
     for name in TESTS:
@@ -77,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--columns", type=int, help="keep only the first N feature columns")
     parser.add_argument("--probe-only", action="store_true", help="the linear probe and InitEmb only, no training")
+    parser.add_argument(
+        "--set", default="", help="'key=value ...' changing settings of --base (as loss_study's variants)"
+    )
+    parser.add_argument(
+        "--hindsight", action="store_true", help="also keep RbL and control at their best epoch on test_unseen"
+    )
     args = parser.parse_args(argv)
 
     taxonomy = load_taxonomy(args.results / "taxonomy.csv")
@@ -91,23 +111,35 @@ def main(argv: list[str] | None = None) -> int:
     level = taxonomy.levels[0]
     torch.set_num_threads(1)
 
-    _, settings = parse_variant(args.base, base_settings(args.config, args.base))
+    _, settings = parse_variant(f"{args.base}: {args.set}", base_settings(args.config, args.base))
     if settings.out_dim == "auto":
         settings = dataclasses.replace(settings, out_dim=embedding_size(len(taxonomy.leaf_codes()), x.shape[1]))
 
-    train, val = split == "train", split == "val"
+    train, val, unseen = split == "train", split == "val", (split == "test_unseen") & (coarse >= 0)
+    control = lambda seed: shuffle_leaves(labels, taxonomy.leaf_codes(), np.random.default_rng([seed, 1]))  # noqa: E731
     runs = {
-        f"{args.base}": lambda seed: labels,
-        f"{args.base}, {level} level alone": lambda seed: labels[:, :1],
-        "control (random hierarchy)": lambda seed: shuffle_leaves(
-            labels, taxonomy.leaf_codes(), np.random.default_rng([seed, 1])
-        ),
+        f"{args.base}": (lambda seed: labels, False),
+        f"{args.base}, {level} level alone": (lambda seed: labels[:, :1], False),
+        "control (random hierarchy)": (control, False),
     }
+    if args.hindsight:
+        runs[f"{args.base}, kept at its best test_unseen epoch"] = (lambda seed: labels, True)
+        runs["control, kept at its best test_unseen epoch"] = (control, True)
     rows = [{"run": "InitEmb (the features)", "seed": 0, **coarse_silhouettes(x, coarse, split)}]
-    for name, train_labels in {} if args.probe_only else runs.items():
+    for lda_level, target in ((level, coarse), (taxonomy.levels[-1], labels[:, -1])):
+        projected = lda_projection(x, target, split)
+        rows.append({"run": f"LDA of the {lda_level} level", "seed": 0, **coarse_silhouettes(projected, coarse, split)})
+    for name, (train_labels, hindsight) in {} if args.probe_only else runs.items():
         for seed in args.seeds:
             y = train_labels(seed)
-            checkpoint, _ = fit(x[train], y[train], x[val], y[val], settings, seed, torch.device("cpu"), progress=False)
+            if hindsight:  # "validate" on the unseen classes' coarse level, every epoch, to the last
+                stop_x, stop_y = x[unseen], coarse[unseen, None]
+                run_settings = dataclasses.replace(settings, patience=settings.max_epochs)
+            else:
+                stop_x, stop_y, run_settings = x[val], y[val], settings
+            checkpoint, _ = fit(
+                x[train], y[train], stop_x, stop_y, run_settings, seed, torch.device("cpu"), progress=False
+            )
             with torch.no_grad():
                 emb = load_model(checkpoint, torch.device("cpu"))(torch.as_tensor(x, dtype=torch.float32)).numpy()
             rows.append({"run": name, "seed": seed, **coarse_silhouettes(emb, coarse, split)})
