@@ -82,6 +82,21 @@ def test_logmel_never_imports_torch_and_a_cached_shard_is_byte_identical(tmp_pat
     assert joined.tobytes() == np.load(tmp_path / "computed.npy").tobytes()
 
 
+def test_auto_without_weights_runs_logmel_without_torch(tmp_path):
+    # `auto` looks for VGGish's weights (rbl.weight_files, torch-free) and, finding none, runs
+    # logmel: no extract job of a user without the weights pays for importing torch.
+    manifest = ingested(tmp_path / "data", 4)
+    logmel = logmel_extract_args(manifest, tmp_path / "cache", tmp_path / "logmel")
+    assert extract_in_subprocess(logmel) == {"rc": 0, "torch": False}
+    auto = logmel_extract_args(manifest, tmp_path / "cache", tmp_path / "auto")
+    auto[auto.index("--extractor") + 1] = "auto"
+    auto[auto.index("--weights-dir") + 1] = str(tmp_path / "no_weights")
+    assert extract_in_subprocess(auto) == {"rc": 0, "torch": False}
+    record = json.loads((tmp_path / "auto.json").read_text())
+    assert record["extractor"] == "logmel" and "VGGish weights unavailable" in record["reason"]
+    assert (tmp_path / "auto.npy").read_bytes() == (tmp_path / "logmel.npy").read_bytes()
+
+
 def test_the_key_follows_the_code_and_the_settings(tmp_path):
     logmel = key_settings("logmel", ExtractSettings(extractor="logmel"))
     assert set(logmel) == {"extractor", "code"}

@@ -10,7 +10,7 @@ import torch
 
 from rbl.cli import main
 from rbl.demo import generate
-from rbl.vggish.weights import CNN_FILENAME, PCA_FILENAME
+from rbl.weight_files import CNN_FILENAME, PCA_FILENAME
 
 from runs import logmel_extract_args
 from test_vggish_model import random_pca, random_state_dict

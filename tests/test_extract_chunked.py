@@ -27,7 +27,7 @@ from rbl.logmel import (
 )
 from rbl.vggish import load_extractor
 from rbl.vggish.frontend import LogMelFrontend, pieces_logmel
-from rbl.vggish.weights import CNN_FILENAME, PCA_FILENAME
+from rbl.weight_files import CNN_FILENAME, PCA_FILENAME
 
 from test_vggish_model import random_pca, random_state_dict
 

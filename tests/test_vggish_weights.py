@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from rbl import weight_files
 from rbl.errors import InputError
 from rbl.vggish import (
     CNN_FILENAME,
@@ -26,7 +27,6 @@ from rbl.vggish import (
     load_state_dicts,
     official_state_dict_shapes,
 )
-from rbl.vggish import weights as weights_module
 
 PAYLOAD = os.urandom(300_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -159,14 +159,14 @@ def test_verify_writes_marker_and_skips_rehash(tmp_path, monkeypatch):
     cnn.write_bytes(b"cnn bytes")
     pca.write_bytes(b"pca bytes")
     digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (cnn, pca)}
-    official = tuple((name, url, digests[name][:8]) for name, url, _ in weights_module.OFFICIAL_FILES)
-    monkeypatch.setattr(weights_module, "OFFICIAL_FILES", official)
+    official = tuple((name, url, digests[name][:8]) for name, url, _ in weight_files.OFFICIAL_FILES)
+    monkeypatch.setattr(weight_files, "OFFICIAL_FILES", official)
     assert find_or_fetch(tmp_path, download=False) == (cnn, pca)
     assert (tmp_path / f"{CNN_FILENAME}.sha256").read_text().split()[0] == digests[CNN_FILENAME]
 
     hashed = []
-    real = weights_module._sha256
-    monkeypatch.setattr(weights_module, "_sha256", lambda p: hashed.append(p) or real(p))
+    real = weight_files._sha256
+    monkeypatch.setattr(weight_files, "_sha256", lambda p: hashed.append(p) or real(p))
     find_or_fetch(tmp_path, download=False)
     assert hashed == []  # markers recorded for the files as they are: no rehash
     cnn.write_bytes(b"tampered")
@@ -180,21 +180,21 @@ def test_file_digest_is_recorded_reused_and_renewed(tmp_path, monkeypatch):
     cnn, pca = tmp_path / CNN_FILENAME, tmp_path / PCA_FILENAME
     cnn.write_bytes(b"generated cnn")
     pca.write_bytes(b"generated pca")
-    assert weights_module.file_digest(cnn) == hashlib.sha256(b"generated cnn").hexdigest()
+    assert weight_files.file_digest(cnn) == hashlib.sha256(b"generated cnn").hexdigest()
     hashed = []
-    real = weights_module._sha256
-    monkeypatch.setattr(weights_module, "_sha256", lambda p: hashed.append(p) or real(p))
-    assert weights_module.file_digest(cnn) == hashlib.sha256(b"generated cnn").hexdigest()
+    real = weight_files._sha256
+    monkeypatch.setattr(weight_files, "_sha256", lambda p: hashed.append(p) or real(p))
+    assert weight_files.file_digest(cnn) == hashlib.sha256(b"generated cnn").hexdigest()
     assert hashed == []  # read from the marker
     cnn.write_bytes(b"changed")
     os.utime(cnn, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
-    assert weights_module.file_digest(cnn) == hashlib.sha256(b"changed").hexdigest()
+    assert weight_files.file_digest(cnn) == hashlib.sha256(b"changed").hexdigest()
     assert hashed == [cnn]
     # Another file of the same size put in place with an older time (as `cp -p` does): the marker,
     # now newer than the file, was recorded for other contents, so the file is hashed again.
     cnn.write_bytes(b"CHANGED")
     os.utime(cnn, ns=(10**18, 10**18))
-    assert weights_module.file_digest(cnn) == hashlib.sha256(b"CHANGED").hexdigest()
+    assert weight_files.file_digest(cnn) == hashlib.sha256(b"CHANGED").hexdigest()
     assert hashed == [cnn, cnn]
     # A recorded digest is not a verification: the published prefixes still refuse these files.
     with pytest.raises(InputError, match="10086976"):
@@ -209,7 +209,7 @@ def test_find_or_fetch_downloads_absent_files(tmp_path, monkeypatch):
     for name, data in blobs.items():
         (served / name).write_bytes(data)
         official.append((name, (served / name).as_uri(), hashlib.sha256(data).hexdigest()[:8]))
-    monkeypatch.setattr(weights_module, "OFFICIAL_FILES", tuple(official))
+    monkeypatch.setattr(weight_files, "OFFICIAL_FILES", tuple(official))
     dest = tmp_path / "weights"
     cnn, pca = find_or_fetch(dest, download=True)
     assert cnn.read_bytes() == blobs[CNN_FILENAME] and pca.read_bytes() == blobs[PCA_FILENAME]

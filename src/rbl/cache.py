@@ -28,6 +28,7 @@ import numpy as np
 from rbl.atomic import atomic_path
 from rbl.codehash import modules_hash
 from rbl.logmel import N_CEPSTRA, N_MELS
+from rbl.weight_files import file_digest, find_or_fetch
 
 log = logging.getLogger(__name__)
 
@@ -226,12 +227,10 @@ def key_settings(name: str, settings) -> dict:
     The source of everything extraction runs (the import closure of rbl.features: decoding,
     resampling, frontend, network, pooling, this module), so an edit to any of it never reuses old
     vectors; for VGGish also the weights' digests and the settings that change its output. Needs
-    no torch for logmel; VGGish's weights are found (and fetched) by rbl.vggish.weights.
+    no torch: VGGish's weights are found (and fetched) by rbl.weight_files.
     """
     key = {"extractor": name, "code": modules_hash([FEATURE_CODE])}
     if name == "vggish":
-        from rbl.vggish.weights import file_digest, find_or_fetch
-
         cnn_path, pca_path = find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
         key.update(final_relu=settings.final_relu, weights=[file_digest(cnn_path), file_digest(pca_path)])
         if settings.precision != "float32":  # (absent for float32: caches from before the option stay valid)

@@ -26,6 +26,7 @@ from rbl.cache import open_cache
 from rbl.errors import ON_ERROR_HINT, InputError, reason
 from rbl.feature_settings import EXTRACTORS, ON_ERROR, PRECOMPUTED, ExtractSettings
 from rbl.previous import take_rows
+from rbl.weight_files import find_or_fetch
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
     """The extractor to run and why (for `auto`: VGGish if its weights can be had)."""
     if settings.extractor == "logmel":
         return "logmel", "configured"
-    from rbl.vggish.weights import find_or_fetch  # (torch: rbl.vggish loads the model's modules)
-
     try:
         find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
     except InputError as err:

@@ -17,7 +17,8 @@ from rbl.vggish.model import (
     VGGishExtractor,
     official_state_dict_shapes,
 )
-from rbl.vggish.weights import (
+from rbl.vggish.weights import load_extractor, load_state_dicts
+from rbl.weight_files import (
     CNN_FILENAME,
     CNN_SHA256_PREFIX,
     CNN_URL,
@@ -26,8 +27,6 @@ from rbl.vggish.weights import (
     PCA_URL,
     download,
     find_or_fetch,
-    load_extractor,
-    load_state_dicts,
 )
 
 __all__ = [
