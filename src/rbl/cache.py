@@ -28,7 +28,6 @@ import numpy as np
 from rbl.atomic import atomic_path
 from rbl.codehash import modules_hash
 from rbl.logmel import N_CEPSTRA, N_MELS
-from rbl.weight_files import file_digest, find_or_fetch
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +230,8 @@ def key_settings(name: str, settings) -> dict:
     """
     key = {"extractor": name, "code": modules_hash([FEATURE_CODE])}
     if name == "vggish":
+        from rbl.weight_files import file_digest, find_or_fetch  # (no torch; not needed for logmel)
+
         cnn_path, pca_path = find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
         key.update(final_relu=settings.final_relu, weights=[file_digest(cnn_path), file_digest(pca_path)])
         if settings.precision != "float32":  # (absent for float32: caches from before the option stay valid)

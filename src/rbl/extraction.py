@@ -26,7 +26,6 @@ from rbl.cache import open_cache
 from rbl.errors import ON_ERROR_HINT, InputError, reason
 from rbl.feature_settings import EXTRACTORS, ON_ERROR, PRECOMPUTED, ExtractSettings
 from rbl.previous import take_rows
-from rbl.weight_files import find_or_fetch
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,8 @@ def choose_extractor(settings: ExtractSettings) -> tuple[str, str]:
     """The extractor to run and why (for `auto`: VGGish if its weights can be had)."""
     if settings.extractor == "logmel":
         return "logmel", "configured"
+    from rbl.weight_files import find_or_fetch  # (no torch, unlike rbl.vggish; not needed for logmel)
+
     try:
         find_or_fetch(Path(settings.weights_dir), settings.download, settings.verify)
     except InputError as err:
