@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, out_dim=embedding_size(len(taxonomy.leaf_codes()), x.shape[1]))
 
     train, val, unseen = split == "train", split == "val", (split == "test_unseen") & (coarse >= 0)
-    control = lambda seed: shuffle_leaves(labels, taxonomy.leaf_codes(), np.random.default_rng([seed, 1]))  # noqa: E731
+
+    def control(seed: int) -> np.ndarray:
+        return shuffle_leaves(labels, taxonomy.leaf_codes(), np.random.default_rng([seed, 1]))
+
     runs = {
         f"{args.base}": (lambda seed: labels, False),
         f"{args.base}, {level} level alone": (lambda seed: labels[:, :1], False),
